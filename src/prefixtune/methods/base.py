@@ -1,0 +1,186 @@
+"""The one Method protocol that the trainer and the decoder talk to, and the method registry.
+
+A method wraps a backbone and decides (a) which parameters train, (b) how the forward pass changes, (c) what
+is stored after training. The trainer never asks which method it holds (design.md, "Methods").
+
+Checkpoints vs artefacts (peers.md lesson 3): `state_dict()` holds exactly the *trained* parameters (for a
+prefix: P' and the MLP) so a checkpoint is resumable and small; `export()` holds what is *stored* after
+training (for a prefix: the materialised per-layer keys/values, paper §4.3) and is what users ship.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.modeling_outputs import ModelOutput
+
+from ..backbone import Backbone, _unique_params
+from . import injection
+
+REGISTRY: dict[str, type["Method"]] = {}
+
+
+def register(name: str) -> Callable[[type["Method"]], type["Method"]]:
+    def deco(cls: type["Method"]) -> type["Method"]:
+        if name in REGISTRY:
+            raise ValueError(f"method {name!r} registered twice")
+        cls.registry_name = name
+        REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def build_method(backbone: Backbone, cfg: Any) -> "Method":
+    """`cfg` is the `method` config node; `cfg.name` is the registry key."""
+    from . import adapter, finetune, prefix  # noqa: F401  (registration side effects)
+
+    try:
+        cls = REGISTRY[cfg.name]
+    except KeyError:
+        raise KeyError(f"method.name={cfg.name!r} is not registered; known: {sorted(REGISTRY)}") from None
+    return cls(backbone, cfg)
+
+
+@dataclass
+class Output(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+
+
+class Method(nn.Module):
+    registry_name: ClassVar[str] = ""
+    # batch keys that belong to the method, not to the HF model (e.g. infix positions)
+    extra_batch_keys: ClassVar[tuple[str, ...]] = ()
+    # Our loss is already normalised per batch (token mean / sequence sum); tell the HF Trainer to scale it for
+    # gradient accumulation itself instead of passing `num_items_in_batch`.
+    accepts_loss_kwargs: ClassVar[bool] = False
+    checkpoint_layers: bool = False  # set by the trainer when gradient checkpointing is on
+
+    def __init__(self, backbone: Backbone, cfg: Any) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.model = backbone.model  # registered: .to(device) and fine-tuning need it
+        self.__dict__["backbone"] = backbone  # not a submodule (it holds the tokenizer)
+        # The paper keeps the frozen LM in eval mode (no dropout) for prefix-tuning (original code, paper.md §3)
+        self.lm_dropout = bool(cfg.get("lm_dropout", False))
+        self.loss_reduction = cfg.get("loss_reduction", "token_mean")
+        if self.loss_reduction not in ("token_mean", "sequence_sum"):
+            raise ValueError(f"method.loss_reduction={self.loss_reduction!r}: token_mean or sequence_sum")
+        self.provider = injection.KVProvider()
+
+    # ---- what subclasses override -------------------------------------------------------------------------
+    def extra_source_tokens(self) -> int:
+        """Placeholder positions the collator inserts between source and separator (infix, paper §7.3)."""
+        return 0
+
+    def prepare(self, extras: dict[str, torch.Tensor]) -> None:
+        """Called before every training forward and once before generation: set what attention reads."""
+
+    def export(self) -> dict[str, torch.Tensor]:
+        """The stored artefact (what is kept after training)."""
+        return {k: v.detach().clone() for k, v in self.state_dict().items()}
+
+    def load_export(self, tensors: dict[str, torch.Tensor]) -> None:
+        missing, unexpected = self.load_state_dict(tensors, strict=False)
+        if unexpected:
+            raise KeyError(f"unexpected tensors in artefact: {unexpected}")
+
+    # ---- shared machinery -----------------------------------------------------------------------------------
+    def freeze_backbone(self) -> None:
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in _unique_named(self) if p.requires_grad]
+
+    def param_counts(self) -> dict[str, float]:
+        backbone_total = self.backbone.num_parameters()
+        trainable = sum(p.numel() for p in self.trainable_parameters())
+        stored = sum(t.numel() for t in _unique_tensors(self.export().values()))
+        return {"trainable": trainable, "stored": stored, "backbone_total": backbone_total,
+                "trainable_pct": 100.0 * trainable / backbone_total,
+                "stored_pct": 100.0 * stored / backbone_total}
+
+    def state_dict(self, *args, **kwargs):  # noqa: D401  (checkpoint = trained params + method buffers)
+        full = super().state_dict(*args, **kwargs)
+        keep = {id(p) for p in self.trainable_parameters()}
+        names = {n for n, p in self.named_parameters(remove_duplicate=False) if id(p) in keep}
+        own_buffers = {n for n, _ in self.named_buffers() if not n.startswith("model.")}
+        out, seen = {}, set()
+        for k, v in full.items():
+            key = k[len(kwargs.get("prefix", "")):] if kwargs.get("prefix") else k
+            if key in names or key in own_buffers:
+                # tied weights appear under several names; keep one so safetensors can write it
+                ptr = (v.data_ptr(), v.shape)
+                if v.numel() and ptr in seen:
+                    continue
+                seen.add(ptr)
+                out[k] = v
+        return out
+
+    def load_state_dict(self, state_dict, strict: bool = False, assign: bool = False):
+        return super().load_state_dict(state_dict, strict=False, assign=assign)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.model.train(mode and self.lm_dropout)
+        if self.checkpoint_layers and mode and not self.lm_dropout:
+            # HF checkpoints a block only when that block is in training mode; flip the flag on the blocks alone
+            # so a frozen LM keeps its dropout off while activations are recomputed in the backward pass.
+            from transformers.modeling_layers import GradientCheckpointingLayer
+
+            for m in self.model.modules():
+                if isinstance(m, GradientCheckpointingLayer):
+                    m.training = True
+        return self
+
+    def _split(self, batch: dict[str, Any]) -> tuple[dict, dict]:
+        extras = {k: batch.pop(k) for k in list(batch) if k in self.extra_batch_keys}
+        return batch, extras
+
+    def forward(self, **batch: Any) -> Output:
+        labels = batch.pop("labels", None)
+        batch.pop("num_items_in_batch", None)
+        batch, extras = self._split(batch)
+        self.prepare(extras)
+        out = self.model(**batch, use_cache=False)
+        loss = None if labels is None else self.lm_loss(out.logits, labels)
+        return Output(loss=loss, logits=out.logits)
+
+    def lm_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if not self.backbone.is_encoder_decoder:  # decoder-only: predict token t+1 from position t
+            logits, labels = logits[:, :-1], labels[:, 1:]
+        nll = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")
+        if self.loss_reduction == "sequence_sum":
+            # paper code `--objective_mode 1`: per-sentence sum of token NLL, averaged over the batch
+            return nll.sum(dim=1).mean()
+        return nll.sum() / (labels != -100).sum().clamp(min=1)
+
+    @torch.no_grad()
+    def generate(self, **kwargs: Any) -> torch.Tensor:
+        kwargs, extras = self._split(kwargs)
+        was_training = self.training
+        self.eval()
+        try:
+            self.prepare(extras)
+            return self.model.generate(**kwargs)
+        finally:
+            self.provider.reset()
+            self.train(was_training)
+
+
+def _unique_named(module: nn.Module):
+    return list(_unique_params(module))
+
+
+def _unique_tensors(tensors):
+    seen: set[tuple[int, tuple]] = set()
+    for t in tensors:
+        key = (t.data_ptr(), tuple(t.shape))
+        if key not in seen:
+            seen.add(key)
+            yield t

@@ -1,0 +1,208 @@
+"""One experiment cell, end to end: data -> method -> fit -> decode -> score -> artefact -> record.
+
+Resumability: the record is written as "running" first; checkpoints live in checkpoints/<group>/<run_id>/ until
+the run finishes, so the same command after a kill resumes training from the last checkpoint; a finished record
+with the same config hash is skipped unless `force=true`. Every write is atomic (temp file + rename).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from . import paths, provenance
+from .results import RunRecord, config_hash, find_finished, overrides_digest, run_id, write_record
+
+log = logging.getLogger("prefixtune.pipeline")
+
+# keys that vary per machine or per invocation and must not change a run's identity (results.VOLATILE_KEYS
+# covers paths/hydra/logger/force); `output_root` is where records go, not what they are.
+_IDENTITY_DROP = ("output_root",)
+
+
+def _subset(items: list, cap: int | None, seed: int = 0) -> list:
+    """A deterministic subset, in original order, identical for every method and seed of a table (the subset
+    seed is fixed so that methods are compared on the same examples)."""
+    if not cap or cap >= len(items):
+        return list(items)
+    idx = np.sort(np.random.default_rng(seed).permutation(len(items))[:cap])
+    return [items[i] for i in idx]
+
+
+def _load_data(cfg: DictConfig):
+    from .data import load_split, lowdata_split
+
+    d = cfg.data
+    if d.get("lowdata"):
+        train, dev = lowdata_split(d.name, int(d.lowdata.size), int(d.lowdata.subset))
+    else:
+        train = load_split(d.name, d.train_split).pairs
+        dev = load_split(d.name, d.dev_split).pairs
+    test = load_split(d.name, d.test_split)
+    dev_groups = load_split(d.name, d.dev_split).groups
+    sc = cfg.scale
+    return (_subset(train, sc.get("max_train_examples")), _subset(dev, sc.get("max_dev_examples")),
+            _subset(list(enumerate(dev_groups)), sc.get("max_decode_groups")),
+            _subset(list(enumerate(test.groups)), sc.get("max_decode_groups")))
+
+
+def _write_lines(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(line.replace("\n", " ") + "\n" for line in lines), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _wandb(cfg: DictConfig, rid: str, cfg_dict: dict) -> tuple[list[str], Any]:
+    mode = cfg.logger.mode
+    if mode == "disabled":
+        return [], None
+    import wandb
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, dir=cfg.logger.dir, mode=mode,
+                     group=cfg.group, job_type=cfg.method.name, name=rid, id=f"{rid}-{cfg_dict['_hash']}",
+                     config=cfg_dict, resume="allow", reinit="finish_previous")
+    return ["wandb"], run
+
+
+def run(cfg: DictConfig, overrides: list[str]) -> RunRecord:
+    from .backbone import load_backbone
+    from .data.collate import Encoder
+    from .decode import decode
+    from .evaluate import score_split
+    from .methods.base import build_method
+    from .trainer import fit
+    from transformers import set_seed
+
+    cfg_dict = OmegaConf.to_container(cfg, resolve=True)
+    for k in _IDENTITY_DROP:
+        cfg_dict.pop(k, None)
+    chash = config_hash(cfg_dict)
+    rid = run_id(cfg.experiment_name, cfg.scale.name, int(cfg.seed), overrides_digest(overrides))
+    root = Path(cfg.output_root)
+    done = find_finished(chash, root=root, group=cfg.group)
+    if done is not None and not cfg.force:
+        log.info("skip %s: finished record with config hash %s exists", rid, chash)
+        return done
+
+    t0 = time.time()
+    rec = RunRecord(run_id=rid, group=cfg.group, experiment=cfg.experiment_name, status="running",
+                    config=cfg_dict, config_hash=chash, provenance=provenance.collect())
+    rec.notes = list(cfg.get("notes") or [])
+    write_record(rec, root=root)
+    ckpt = paths.REPO_ROOT / "checkpoints" / cfg.group / rid
+    try:
+        set_seed(int(cfg.seed))
+        bb = load_backbone(cfg.model)
+        method = build_method(bb, cfg.method)
+        rec.params = method.param_counts()
+        log.info("%s on %s: trainable %d (%.4f%%), stored %d (%.4f%%)", cfg.method.name, bb.name,
+                 rec.params["trainable"], rec.params["trainable_pct"], rec.params["stored"],
+                 rec.params["stored_pct"])
+        train, dev, dev_groups, test_groups = _load_data(cfg)
+        enc = Encoder(bb, method.extra_source_tokens(), int(cfg.data.max_source_tokens),
+                      int(cfg.data.max_target_tokens))
+        train_f = enc.train_features([p.source for p in train], [p.target for p in train])
+        dev_f = enc.train_features([p.source for p in dev], [p.target for p in dev])
+        cfg_dict["_hash"] = chash
+        report_to, wb = _wandb(cfg, rid, cfg_dict)
+        rec.wandb = {"mode": cfg.logger.mode, "run_path": wb.path if wb is not None else None}
+        summary = fit(method, train_f, dev_f, cfg, ckpt, report_to)
+        rec.timing["train_s"] = summary.pop("train_s")
+        rec.notes += [f"trained {summary['global_step']} steps on {len(train)} pairs"]
+
+        t1 = time.time()
+        out_dir = root / "predictions" / cfg.group / rid
+        metrics: dict[str, float | None] = {"train/loss": summary["train_loss"]}
+        if "dev_loss" in summary:
+            metrics["dev/loss"] = summary["dev_loss"]
+        scored: dict[str, Any] = {}
+        for split, groups in (("dev", dev_groups), ("test", test_groups)):
+            preds = decode(method, enc, [g.source for _, g in groups], cfg.decode, progress=True)
+            _write_lines(out_dir / f"{split}.txt", preds)
+            rec.outputs[f"{split}_predictions"] = _rel(out_dir / f"{split}.txt", root)
+            scored[split] = (preds, groups)
+        rec.timing["decode_s"] = time.time() - t1
+        t2 = time.time()
+        for split, (preds, groups) in scored.items():
+            split_name = cfg.data.dev_split if split == "dev" else cfg.data.test_split
+            res = score_split(cfg.data.name, split_name, preds, [i for i, _ in groups], [g for _, g in groups])
+            for k, v in res.items():
+                if isinstance(v, dict):  # e.g. DART's model-based metrics: null + the reason, never 0
+                    rec.notes += [f"{split}/{name}: unavailable ({why})" for name, why in v.items()]
+                else:
+                    metrics[f"{split}/{k}"] = v
+        rec.timing["score_s"] = time.time() - t2
+        rec.outputs.update(_save_artifact(method, cfg, root, rid))
+        rec.timing["wall_s"] = time.time() - t0
+        rec.memory = provenance.peak_memory()
+        rec.metrics = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in metrics.items()}
+        if wb is not None:
+            wb.summary.update({k: v for k, v in rec.metrics.items() if v is not None})
+            wb.finish()
+        rec.finish()
+        path = write_record(rec, root=root)
+        log.info("wrote %s", path)
+        if not cfg.get("keep_checkpoints", False):
+            shutil.rmtree(ckpt, ignore_errors=True)
+        return rec
+    except BaseException as err:  # a failed run leaves a failed record, never a half-written one
+        rec.fail(err if isinstance(err, Exception) else RuntimeError(repr(err)))
+        write_record(rec, root=root)
+        raise
+
+
+def _save_artifact(method, cfg: DictConfig, root: Path, rid: str) -> dict[str, str]:
+    """The stored artefact: materialised prefix (kilobytes to a few MB) next to the records; large artefacts
+    (fine-tuning) go to the git-ignored checkpoints folder."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.contiguous().cpu() for k, v in method.export().items()}
+    n = sum(t.numel() for t in tensors.values())
+    small = n <= int(cfg.get("artifact_max_params", 5_000_000))
+    base = (root / "artifacts" / cfg.group / rid) if small else (paths.REPO_ROOT / "checkpoints" / cfg.group / rid
+                                                                 / "artifact")
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = base / ".weights.tmp"
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, base / "weights.safetensors")
+    meta = {"model": OmegaConf.to_container(cfg.model, resolve=True),
+            "method": OmegaConf.to_container(cfg.method, resolve=True), "run_id": rid}
+    (base / ".config.tmp").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    os.replace(base / ".config.tmp", base / "config.json")
+    return {"artifact" if small else "artifact_local": _rel(base, root)}
+
+
+def _rel(path: Path, root: Path) -> str:
+    """Paths in records are relative (to the repo, or to the results root when that lives elsewhere)."""
+    for base in (paths.REPO_ROOT, root.parent, root):
+        try:
+            return str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return path.name
+
+
+def load_artifact(path: str | Path):
+    """Backbone + method with a stored artefact loaded, ready for `decode` (prefix-only artefacts)."""
+    from safetensors.torch import load_file
+
+    from .backbone import load_backbone
+    from .methods.base import build_method
+
+    path = Path(path)
+    meta = json.loads((path / "config.json").read_text())
+    bb = load_backbone(OmegaConf.create(meta["model"]))
+    method = build_method(bb, OmegaConf.create(meta["method"]))
+    method.load_export(load_file(str(path / "weights.safetensors")))
+    method.eval()
+    return bb, method

@@ -1,0 +1,174 @@
+"""Where a number came from: code version, package versions, hardware and peak memory.
+
+Every function here is best-effort and never raises: a run that finished after hours must still get its
+record written when, say, git is missing or /proc is not mounted. Unknown values are `None`, never guessed.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from prefixtune.paths import REPO_ROOT
+
+# Distribution names (as pip spells them) whose versions can move a reported number.
+TRACKED_PACKAGES = (
+    "torch", "transformers", "peft", "accelerate", "datasets", "hydra-core", "wandb",
+    "sacrebleu", "rouge-score", "pycocoevalcap", "nltk", "numpy",
+)
+
+# Paths that runs themselves write into the checkout. Changes there do not change the code that produced
+# a number, so they must not mark the next run "dirty": records and generated tables (results/), prepared
+# data (data/). Git pathspec magic, so the same exclusion applies to tracked and untracked files.
+DIRTY_EXCLUDE = ("results", "data")
+
+# /proc/cpuinfo flags that decide which low-precision paths the CPU kernels can take (bf16 autocast speed).
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+_GIT_TIMEOUT_S = 10
+_GIT_REDIRECTS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY")
+
+
+def _git(repo: Path, *args: str) -> str | None:
+    """stdout of a git command, or None when git is absent, the folder is no repository, or it fails."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=_GIT_TIMEOUT_S,
+            # A stray GIT_DIR from a hook or an outer tool would make us describe the wrong repository.
+            env={k: v for k, v in os.environ.items() if k not in _GIT_REDIRECTS},
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def git_info(repo: Path | str = REPO_ROOT) -> dict[str, Any]:
+    """{"sha", "dirty", "branch"}; all None outside a git work tree (e.g. an installed sdist)."""
+    repo = Path(repo)
+    info: dict[str, Any] = {"sha": None, "dirty": None, "branch": None}
+    if (_git(repo, "rev-parse", "--is-inside-work-tree") or "").strip() != "true":
+        return info
+    sha = _git(repo, "rev-parse", "--verify", "-q", "HEAD")  # fails on a branch with no commits yet
+    info["sha"] = sha.strip() if sha else None
+    # symbolic-ref also names an unborn branch; it fails (-> None) on a detached HEAD, which is honest.
+    branch = _git(repo, "symbolic-ref", "--short", "-q", "HEAD")
+    info["branch"] = branch.strip() if branch else None
+    # `:/` anchors the pathspecs at the work-tree root whatever subfolder `repo` points at.
+    excludes = [f":(top,exclude){p}" for p in DIRTY_EXCLUDE]
+    status = _git(repo, "status", "--porcelain", "--untracked-files=normal", "--", ":/", *excludes)
+    info["dirty"] = None if status is None else bool(status.strip())
+    return info
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions read from package metadata (no imports, so this is cheap and side-effect free)."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return None
+
+
+def _cpuinfo() -> tuple[str | None, dict[str, bool] | None]:
+    """CPU model name and the flags in CPU_FLAGS, from the first processor block of /proc/cpuinfo."""
+    text = _read("/proc/cpuinfo")
+    if text is None:
+        return (platform.processor() or None), None
+    model, flags = None, None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model is None:
+            model = value.strip()
+        elif key in ("flags", "Features") and flags is None:  # "Features" on ARM
+            flags = set(value.split())
+    found = None if flags is None else {f: f in flags for f in CPU_FLAGS}
+    return model or platform.processor() or None, found
+
+
+def _total_ram_mb() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20, 1)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _cgroup_limit_mb() -> float | None:
+    """A container's memory limit, which is what actually bounds a run (cgroup v2, then v1)."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        text = (_read(path) or "").strip()
+        if text.isdigit() and int(text) < 2**60:  # v1 reports "no limit" as a huge number
+            return round(int(text) / 2**20, 1)
+    return None
+
+
+def _torch():
+    """torch only if the caller already imported it: importing it here would cost seconds and add
+    hundreds of MB to the very peak-RSS figure we are about to report."""
+    return sys.modules.get("torch")
+
+
+def hardware() -> dict[str, Any]:
+    model, flags = _cpuinfo()
+    try:
+        usable = len(os.sched_getaffinity(0))  # cores this process may use (taskset, cgroup cpusets)
+    except (AttributeError, OSError):
+        usable = None
+    info: dict[str, Any] = {
+        "machine": platform.machine() or None,
+        "os": platform.platform(),
+        "cpu_model": model,
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+        "ram_total_mb": _total_ram_mb(),
+        "ram_limit_mb": _cgroup_limit_mb(),
+        "cpu_flags": flags,
+        "torch_threads": None,
+        "cuda_devices": [],
+    }
+    torch = _torch()
+    if torch is not None:
+        try:
+            info["torch_threads"] = torch.get_num_threads()
+            if torch.cuda.is_available():
+                n = torch.cuda.device_count()
+                info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(n)]
+                info["cuda_bf16"] = bool(torch.cuda.is_bf16_supported())
+        except Exception:  # a broken driver must not cost us the record
+            pass
+    return info
+
+
+def peak_memory() -> dict[str, float | None]:
+    """Peak resident memory of this process so far (MB) and, with CUDA, peak allocated GPU memory (MB)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is KiB on Linux but bytes on macOS.
+    rss_mb = rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+    out: dict[str, float | None] = {"peak_rss_mb": round(rss_mb, 1), "cuda_max_allocated_mb": None}
+    torch = _torch()
+    if torch is not None:
+        try:
+            if torch.cuda.is_available():
+                out["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        except Exception:
+            pass
+    return out
+
+
+def collect(repo: Path | str = REPO_ROOT) -> dict[str, Any]:
+    """The `provenance` block of a run record."""
+    return {"git": git_info(repo), "versions": package_versions(), "hardware": hardware()}

@@ -1,0 +1,94 @@
+"""The one shared training loop: the HF Trainer driven by conf/optim + conf/trainer, for any Method.
+
+We build on `transformers.Trainer` rather than re-writing it: AdamW + linear schedule with warmup, gradient
+accumulation, steps or epochs, clipping, seeding, bf16 autocast, evaluation with early stopping, progress bars,
+W&B logging, checkpoints with exact resume (optimizer, scheduler, RNG states and data position are restored),
+and multi-GPU through `accelerate launch`. The Trainer only sees the Method protocol (forward -> loss), and a
+checkpoint holds only the method's trained tensors (Method.state_dict), so checkpoints of a prefix are small.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch.utils.data import Dataset
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from .data.collate import Collator
+
+log = logging.getLogger(__name__)
+
+
+class Features(Dataset):
+    def __init__(self, feats: Sequence[dict[str, Any]]) -> None:
+        self.feats = list(feats)
+
+    def __len__(self) -> int:
+        return len(self.feats)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.feats[i]
+
+
+def training_arguments(cfg: Any, out_dir: Path, report_to: list[str], n_train: int) -> TrainingArguments:
+    t, o = cfg.trainer, cfg.optim
+    caps = [c for c in (t.get("max_steps"), cfg.scale.get("max_steps")) if c]
+    early = t.get("early_stopping_patience")
+    eval_every = t.get("eval_every")
+    eval_strategy = "steps" if eval_every else ("epoch" if early else "no")
+    save_every = int(t.save_every)
+    kw: dict[str, Any] = dict(
+        output_dir=str(out_dir), seed=int(cfg.seed), data_seed=int(cfg.seed),
+        per_device_train_batch_size=int(t.batch_size), per_device_eval_batch_size=int(t.batch_size),
+        gradient_accumulation_steps=int(t.grad_accum), num_train_epochs=float(t.epochs),
+        max_steps=int(min(caps)) if caps else -1,
+        learning_rate=float(o.lr), weight_decay=float(o.weight_decay), adam_epsilon=float(o.adam_epsilon),
+        warmup_steps=int(o.warmup_steps), max_grad_norm=float(o.max_grad_norm), lr_scheduler_type=o.scheduler,
+        optim="adamw_torch", bf16=bool(t.bf16), logging_steps=int(t.log_every), report_to=report_to,
+        run_name=cfg.get("run_id"), eval_strategy=eval_strategy,
+        save_strategy="steps" if eval_strategy != "epoch" else "epoch", save_steps=save_every,
+        save_total_limit=2, load_best_model_at_end=bool(early), metric_for_best_model="eval_loss",
+        greater_is_better=False, remove_unused_columns=False, prediction_loss_only=True,
+        label_names=["labels"], dataloader_num_workers=0, disable_tqdm=False,
+        use_cpu=not torch.cuda.is_available(), save_only_model=False,
+    )
+    if eval_every:
+        kw["eval_steps"] = int(eval_every)
+        kw["save_steps"] = int(eval_every) if early else save_every
+    return TrainingArguments(**kw)
+
+
+def fit(method, train_feats, dev_feats, cfg: Any, ckpt_dir: Path, report_to: list[str],
+        callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """Train (resuming from the last checkpoint in `ckpt_dir` if there is one) and return a summary."""
+    bb = method.backbone
+    if cfg.trainer.get("grad_checkpointing"):
+        bb.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        method.checkpoint_layers = True
+    args = training_arguments(cfg, ckpt_dir, report_to, len(train_feats))
+    collate = Collator(pad_id=bb.pad_id, left=False, with_infix=method.extra_source_tokens() > 0)
+    cbs = list(callbacks)
+    if cfg.trainer.get("early_stopping_patience"):
+        cbs.append(EarlyStoppingCallback(early_stopping_patience=int(cfg.trainer.early_stopping_patience)))
+    trainer = Trainer(model=method, args=args, train_dataset=Features(train_feats),
+                      eval_dataset=Features(dev_feats) if dev_feats else None, data_collator=collate,
+                      callbacks=cbs)
+    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
+    if last:
+        log.info("resuming from %s", last)
+    start = time.time()
+    result = trainer.train(resume_from_checkpoint=last)
+    summary = {"train_s": time.time() - start, "global_step": int(result.global_step),
+               "train_loss": float(result.training_loss), "resumed_from": Path(last).name if last else None}
+    history = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if history:
+        summary["dev_loss"] = min(h["eval_loss"] for h in history)
+        summary["best_checkpoint"] = (Path(trainer.state.best_model_checkpoint).name
+                                      if trainer.state.best_model_checkpoint else None)
+    summary["log_history"] = [{k: v for k, v in h.items() if isinstance(v, (int, float))}
+                              for h in trainer.state.log_history]
+    return summary
