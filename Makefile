@@ -5,7 +5,7 @@ SCALE ?= cpu
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup venv data model test test-fast smoke clean
+.PHONY: help setup venv data model test test-fast smoke table2 clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9_-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,20 @@ test-fast:  ## unit tests only (no real SmolLM2 / Java)
 
 smoke:  ## prefix + finetune on E2E with the real SmolLM2 for a few steps; decode, score, write records
 	$(PY) -m prefixtune.train --multirun experiment=smoke/e2e_prefix,smoke/e2e_finetune scale=smoke
+
+# ACL Table 2 cells (conf/experiment/table2/); the GPT-2 large rows exist only at paper scale.
+TABLE2_ROWS := finetune finetune_top2 adapter3 adapter01 prefix
+TABLE2_CELLS := $(foreach d,e2e webnlg dart,$(foreach r,$(TABLE2_ROWS),table2/$(d)_$(r)))
+ifeq ($(SCALE),paper)
+TABLE2_CELLS += $(foreach d,e2e webnlg dart,table2/$(d)_finetune_large table2/$(d)_prefix_large)
+endif
+comma := ,
+empty :=
+space := $(empty) $(empty)
+
+table2:  ## ACL Table 2 (SCALE=cpu default | paper | smoke): run missing cells, then write results/table2.{md,csv,tex}
+	$(PY) -m prefixtune.train --multirun experiment=$(subst $(space),$(comma),$(strip $(TABLE2_CELLS))) scale=$(SCALE) $(if $(HYDRA_LAUNCHER),hydra/launcher=$(HYDRA_LAUNCHER))
+	$(PY) -m prefixtune.tables table2 --scale $(SCALE)
 
 clean:  ## remove caches and outputs (keeps data/, models/, results/)
 	rm -rf outputs multirun checkpoints .pytest_cache

@@ -49,9 +49,10 @@ def _load_data(cfg: DictConfig):
     test = load_split(d.name, d.test_split)
     dev_groups = load_split(d.name, d.dev_split).groups
     sc = cfg.scale
+    sizes = {"train": len(train), "dev": len(dev), "dev_groups": len(dev_groups), "test_groups": len(test.groups)}
     return (_subset(train, sc.get("max_train_examples")), _subset(dev, sc.get("max_dev_examples")),
             _subset(list(enumerate(dev_groups)), sc.get("max_decode_groups")),
-            _subset(list(enumerate(test.groups)), sc.get("max_decode_groups")))
+            _subset(list(enumerate(test.groups)), sc.get("max_decode_groups")), sizes)
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:
@@ -108,7 +109,7 @@ def run(cfg: DictConfig, overrides: list[str]) -> RunRecord:
         log.info("%s on %s: trainable %d (%.4f%%), stored %d (%.4f%%)", cfg.method.name, bb.name,
                  rec.params["trainable"], rec.params["trainable_pct"], rec.params["stored"],
                  rec.params["stored_pct"])
-        train, dev, dev_groups, test_groups = _load_data(cfg)
+        train, dev, dev_groups, test_groups, sizes = _load_data(cfg)
         enc = Encoder(bb, method.extra_source_tokens(), int(cfg.data.max_source_tokens),
                       int(cfg.data.max_target_tokens))
         train_f = enc.train_features([p.source for p in train], [p.target for p in train])
@@ -118,7 +119,11 @@ def run(cfg: DictConfig, overrides: list[str]) -> RunRecord:
         rec.wandb = {"mode": cfg.logger.mode, "run_path": wb.path if wb is not None else None}
         summary = fit(method, train_f, dev_f, cfg, ckpt, report_to)
         rec.timing["train_s"] = summary.pop("train_s")
-        rec.notes += [f"trained {summary['global_step']} steps on {len(train)} pairs"]
+        rec.notes += [f"model: {cfg.model.label}",
+                      f"trained {summary['global_step']} optimiser steps on {len(train)} of {sizes['train']} "
+                      f"training pairs (batch {cfg.trainer.batch_size} x accumulation {cfg.trainer.grad_accum})",
+                      f"scored {len(test_groups)} of {sizes['test_groups']} test sources and {len(dev_groups)} of "
+                      f"{sizes['dev_groups']} dev sources"]
 
         t1 = time.time()
         out_dir = root / "predictions" / cfg.group / rid

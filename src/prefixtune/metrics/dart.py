@@ -21,6 +21,7 @@ are available, so multi-reference scores are not strictly comparable with the pa
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,17 +48,34 @@ def dart_references(data_dir: str | Path) -> list[list[str]]:
 
 
 def dart_preprocess(text: str) -> str:
-    """`tolower.py` + the scripts' line stripping."""
+    """A prediction as scored: `tolower.py` + the scripts' line stripping (no tokenisation)."""
     return text.strip().lower()
 
 
-def score_dart(preds: Sequence[str], refs: Sequence[Sequence[str]], model_metrics: bool = True) -> dict:
+_NON_WORD = re.compile(r"(\W)")
+
+
+def dart_reference_preprocess(text: str) -> str:
+    """A reference in the form of the official `.lex` files: lower-cased, split around every non-word character,
+    whitespace collapsed (reproduces all 5,097 lines of `all-delex-reference0.lex` from the test XML) -- for
+    references that are not already in that form, e.g. dev annotations."""
+    return " ".join(" ".join(_NON_WORD.split(text.lower())).split())
+
+
+def score_dart(preds: Sequence[str], refs: Sequence[Sequence[str]], model_metrics: bool = True,
+               raw_references: bool = False) -> dict:
     """`bleu` (0..100), `meteor`, `ter` (fractions), `moverscore`, `bertscore`, `bleurt` (or null) and
-    `unavailable` ({metric: reason} for every null)."""
+    `unavailable` ({metric: reason} for every null).
+
+    `refs` are used as given (the official `.lex` references, :func:`dart_references`) unless
+    `raw_references=True` (e.g. dev annotations), which applies :func:`dart_reference_preprocess` first.
+    """
     if len(preds) != len(refs):
         raise MetricInputError(f"{len(preds)} predictions but {len(refs)} reference sets")
     if not refs:
         raise MetricInputError("nothing to score (0 segments)")
+    if raw_references:
+        refs = [[dart_reference_preprocess(r) for r in rs if r.strip()] for rs in refs]
     clean = [[r for r in rs if r.strip()] for rs in refs]
     if any(not rs for rs in clean):
         raise MetricInputError("every entry needs at least one non-empty reference")

@@ -35,7 +35,7 @@ from pathlib import Path
 from prefixtune.metrics.errors import MetricInputError, ToolUnavailable
 from prefixtune.metrics.meteor import shared_meteor
 from prefixtune.metrics.multibleu import multi_bleu
-from prefixtune.metrics.ter import corpus_ter
+from prefixtune.metrics.ter import segment_ter_stats, sum_stats
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ _FALLBACK = {
     "–": "-", "—": "--", "‐": "-", "‑": "-", "‒": "-", "−": "-", "‘": "'", "’": "'", "‚": ",", "‛": "'",
     "“": '"', "”": '"', "„": ",,", "«": "<<", "»": ">>", "‹": "<", "›": ">", "…": "...", "•": "*", "·": "*",
     "°": "deg", "×": "x", "÷": "/", "€": "EUR", "£": "PS", "¥": "Y=", "©": "(c)", "®": "(r)", "™": "(tm)",
-    "\u00a0": " ", "\u2009": " ", "\u200b": "", "\u2032": "'", "\u2033": "\"", "¡": "!", "¿": "?",
+    "\u00a0": " ", "\u2009": " ", "\u200b": " ", "\u2032": "'", "\u2033": "''", "¡": "!", "¿": "?",
+    "ə": "@", "Ə": "@", "±": "+-", "µ": "u", "§": "SS", "¼": " 1/4", "½": " 1/2", "¾": " 3/4",
 }
 
 
@@ -63,9 +64,11 @@ def _fallback_ascii(text: str) -> str:
             out.append(ch)
         elif ch in _FALLBACK:
             out.append(_FALLBACK[ch])
+        elif "\u0300" <= ch <= "\u036f":  # a lone combining diacritic: dropped, as unidecode does
+            continue
         else:
             base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
-            if not base or not all(ord(c) < 128 for c in base):
+            if not (base.isascii() and base.isalnum()):  # only letters/digits with diacritics are safe
                 raise ToolUnavailable(
                     f"cannot transliterate {ch!r} (U+{ord(ch):04X}) like the official WebNLG script without the "
                     "`unidecode` package; install it (`pip install Unidecode`)")
@@ -91,6 +94,14 @@ def webnlg_preprocess(text: str) -> str:
     ascii_ = _transliterator()
     text = ascii_(text.strip())
     return " ".join(" ".join(_NON_WORD.split(ascii_(text.lower()))).split())
+
+
+def webnlg_reference_preprocess(text: str) -> str:
+    """A reference as the challenge's `evaluation.py` writes the gold `.lex` files (note the order: split around
+    non-word characters first, then lower-case and transliterate) -- for references that are not already in
+    that form, e.g. dev-set lexicalisations read from the XML/JSON."""
+    tokenised = " ".join(" ".join(_NON_WORD.split(text)).split())
+    return _transliterator()(tokenised.lower())
 
 
 # -- references ---------------------------------------------------------------------------------------------
@@ -196,20 +207,25 @@ def _pad(refs: Sequence[str]) -> list[str]:
     return kept + [""] * (N_REFS - len(kept))
 
 
-def score_webnlg(preds: Sequence[str], refs: Sequence[Sequence[str]], seen: Sequence[bool]) -> dict:
+def score_webnlg(preds: Sequence[str], refs: Sequence[Sequence[str]], seen: Sequence[bool],
+                 raw_references: bool = False) -> dict:
     """`bleu_{all,seen,unseen}` (0..100), `meteor_*` and `ter_*` (fractions); a split with no entry is None.
 
-    `refs` must be the official lower-cased tokenised references (see :func:`webnlg_references`); `preds` are
-    raw model outputs and are pre-processed here as the challenge script does.
+    `preds` are raw model outputs, pre-processed here as the challenge script does. `refs` are used as given,
+    i.e. they must be the official lower-cased tokenised references (:func:`webnlg_references`), unless
+    `raw_references=True` (e.g. dev lexicalisations), which applies :func:`webnlg_reference_preprocess` first.
     """
     if not (len(preds) == len(refs) == len(seen)):
         raise MetricInputError(f"{len(preds)} predictions, {len(refs)} reference sets, {len(seen)} seen flags")
+    if raw_references:
+        refs = [[webnlg_reference_preprocess(r) for r in rs if r.strip()] for rs in refs]
     if any(not any(r.strip() for r in rs) for rs in refs):
         raise MetricInputError("every entry needs at least one non-empty reference")
     hyps = [webnlg_preprocess(p) for p in preds]
     padded = [_pad(rs) for rs in refs]
     meteor = shared_meteor()
     stats = [meteor.segment_stats(h, r) for h, r in zip(hyps, padded)]
+    ter_stats = segment_ter_stats(hyps, [[r for r in rs if r] for rs in padded])
     subsets = {"all": list(range(len(hyps))), "seen": [i for i, s in enumerate(seen) if s],
                "unseen": [i for i, s in enumerate(seen) if not s]}
     out: dict = {}
@@ -221,5 +237,5 @@ def score_webnlg(preds: Sequence[str], refs: Sequence[Sequence[str]], seen: Sequ
         h = [hyps[i] for i in idx]
         out[f"bleu_{split}"] = multi_bleu(h, [padded[i] for i in idx], lowercase=True).score
         out[f"meteor_{split}"] = meteor.corpus_score([stats[i] for i in idx])
-        out[f"ter_{split}"] = corpus_ter(h, [[r for r in padded[i] if r] for i in idx]).score
+        out[f"ter_{split}"] = sum_stats([ter_stats[i] for i in idx]).score
     return {f"{m}_{s}": out[f"{m}_{s}"] for m in ("bleu", "meteor", "ter") for s in SPLITS}

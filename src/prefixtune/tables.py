@@ -1,0 +1,299 @@
+"""Paper tables as pure functions of run records, a table spec (`conf/table/<name>.yaml`) and the paper's
+numbers (a reference CSV); design.md "Results". Our cells are mean ± std over seeds on the paper's display
+scale, beside the paper's; "—" = not run, "n/a" = metric unavailable (never 0). Deviations and claims follow.
+`python -m prefixtune.tables table2 [--scale cpu] [--out results/]` writes table2.md/.csv/.tex atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import yaml
+
+from prefixtune.claims import Claim, Stat, judge_claims
+from prefixtune.paths import REPO_ROOT, results_dir
+from prefixtune.results import RunRecord, iter_records
+
+OURS, MISSING, UNAVAILABLE = "ok", "missing", "unavailable"
+
+
+@dataclasses.dataclass
+class Cell:
+    ours: Stat | None       # display scale
+    status: str             # OURS | MISSING | UNAVAILABLE
+    paper: float | None     # ACL value; None where the paper prints none
+    paper_v1: float | None  # v1 value where it differs from ACL
+
+
+@dataclasses.dataclass
+class Line:
+    row: str
+    label: str
+    n: int                  # finished seeds of this row on this dataset
+    trainable_pct: Stat | None
+    stored_pct: Stat | None
+    paper_stored_pct: float | None
+    cells: list[Cell]
+
+
+@dataclasses.dataclass
+class Table:
+    spec: dict
+    heading: list[str]
+    lines: dict[str, list[Line]]   # dataset id -> rows, in the order of spec["datasets"] / spec["rows"]
+    deviations: list[str]
+    claims: list[Claim]
+
+
+def load_spec(name_or_path: str | Path) -> dict:
+    path = Path(name_or_path)
+    path = path if path.suffix else REPO_ROOT / "conf" / "table" / f"{name_or_path}.yaml"
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def load_paper(path: str | Path) -> dict:
+    """The reference CSV (`#` lines are comments) as {(row, dataset, metric): (acl, v1 or None)}."""
+    lines = [ln for ln in Path(path).read_text(encoding="utf-8").splitlines() if not ln.startswith("#")]
+    return {(r["row"], r["dataset"], r["metric"]): (float(r["acl"]), float(r["v1"]) if r["v1"] else None)
+            for r in csv.DictReader(lines)}
+
+
+def _key(rec: RunRecord) -> tuple[str, str]:
+    """(dataset, row); the row is `config.row`, or for older records the end of `table2-e2e_prefix`."""
+    ds = rec.config["data"]["name"]
+    return ds, rec.config.get("row") or rec.experiment.split("-", 1)[-1].removeprefix(ds + "_")
+
+
+def _fill(text: str, cfg: dict) -> str:
+    """`{scale.max_steps}` -> that value of `cfg` (numbers stay in conf/, not in the spec); `?` if absent."""
+    def get(m: re.Match) -> str:
+        node = cfg
+        for key in m.group(1).split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        return "?" if node is None else str(node)
+    return re.sub(r"\{([\w.]+)\}", get, " ".join(text.split()))
+
+
+def _deviations(spec: dict, scale: str, recs: list[RunRecord], order: list[tuple[str, str]]) -> list[str]:
+    """The spec's fixed list (all scales + this scale), then each distinct record note and where it holds."""
+    first = recs[0].config if recs else {}
+    fixed = spec.get("deviations", {})
+    out = [_fill(t, first) for t in fixed.get("all", []) + fixed.get(scale, [])]
+    hits: dict[str, list[RunRecord]] = {}
+    for r in recs:
+        for note in dict.fromkeys(r.notes):
+            if not note.startswith(tuple(spec.get("notes_ignore", []))):
+                hits.setdefault(note, []).append(r)
+    ran = [k for k in order if any(_key(r) == k for r in recs)]
+    for note, got in hits.items():
+        keys = {_key(r) for r in got}
+        where = {ds: [row for d, row in ran if d == ds and (d, row) in keys] for ds, _ in ran}
+        where = [f"{ds}: " + ("all rows" if all(k in keys for k in ran if k[0] == ds) else ", ".join(rows))
+                 for ds, rows in where.items() if rows]
+        out.append(f"{note} ({'all runs' if len(got) == len(recs) else '; '.join(where)})")
+    return out
+
+
+def build_table(spec: dict, records: Iterable[RunRecord], paper: dict, scale: str | None = None) -> Table:
+    """Table of `spec` from finished records of `spec['group']` at `scale` (inferred if only one is there)."""
+    recs = [r for r in records if r.status == "finished" and r.group == spec["group"]]
+    scales = sorted({r.config["scale"]["name"] for r in recs})
+    if scale is None and len(scales) > 1:
+        raise ValueError(f"records of several scales {scales}: choose one")
+    scale = scale or (scales[0] if scales else "cpu")
+    recs = [r for r in recs if r.config["scale"]["name"] == scale]
+    # A run id with `__o<digest>` had extra command-line overrides: a variant, not another seed of the cell.
+    variants = [r for r in recs if "__o" in r.run_id]
+    rows = [row for row in spec["rows"] if scale in row.get("scales", [scale])
+            or any(_key(r)[1] == row["id"] for r in recs)]
+    order = [(ds["id"], row["id"]) for ds in spec["datasets"] for row in rows]
+    recs = sorted((r for r in recs if r not in variants and _key(r) in order),
+                  key=lambda r: (order.index(_key(r)), r.config.get("seed", 0), r.run_id))
+    ddof = int(spec.get("aggregation", {}).get("ddof", 1))
+
+    by_ds = {}
+    for ds in spec["datasets"]:
+        lines = []
+        for row in rows:
+            got = [r for r in recs if _key(r) == (ds["id"], row["id"])]
+            cells = []
+            for col in ds["columns"]:  # our values scaled to the paper's display scale
+                stat = Stat.of([r.metrics.get(f"test/{col['metric']}") for r in got], ddof)
+                status = OURS if stat else UNAVAILABLE if got else MISSING
+                acl_v1 = paper.get((row["paper_row"], ds["id"], col["metric"]), (None, None))
+                cells.append(Cell(stat and stat.scaled(col["scale"]), status, *acl_v1))
+            lines.append(Line(row["id"], row["label"], len(got),
+                              Stat.of([r.params.get("trainable_pct") for r in got], ddof),
+                              Stat.of([r.params.get("stored_pct") for r in got], ddof),
+                              paper.get((row["paper_row"], "all", "stored_pct"), (None, None))[0], cells))
+        by_ds[ds["id"]] = lines
+    deviations = _deviations(spec, scale, recs, order) + (
+        [f"{len(variants)} record(s) with extra command-line overrides were left out"] if variants else [])
+
+    models = ", ".join(dict.fromkeys(r.config["model"]["label"] for r in recs)) or "no finished runs"
+    labels = "; ".join(dict.fromkeys(r.config["scale"].get("label", scale) for r in recs)) or scale
+    ctx = {"models": models, "scale": scale, "runs": len(recs), "spec": spec, "labels": labels}
+    heading = [_fill(h, ctx) for h in spec["heading"]]
+    return Table(spec, heading, by_ds, deviations, _claims(spec, by_ds, paper))
+
+
+def _claims(spec: dict, lines: dict[str, list[Line]], paper: dict) -> list[Claim]:
+    ours = {(ds["id"], ln.row, c["metric"]): cell.ours
+            for ds in spec["datasets"] for ln in lines[ds["id"]] for c, cell in zip(ds["columns"], ln.cells)}
+    paper_row = {row["id"]: row["paper_row"] for row in spec["rows"]}
+    better = {(d["id"], c["metric"]): c["better"] == "higher"
+              for d in spec["datasets"] for c in d["columns"]}
+
+    def on_paper(v1: bool):  # a paper value as a one-seed Stat; v1 falls back to ACL where they agree
+        vals = {(ds, row, m): alt if v1 and alt is not None else acl
+                for (row, ds, m), (acl, alt) in paper.items()}
+        return lambda ds, row, m: (Stat(vals[ds, paper_row[row], m], None, 1)
+                                   if (ds, paper_row[row], m) in vals else None)
+    cl = spec.get("claims", {})
+    return judge_claims(cl.get("items", []), lambda *key: ours.get(key), on_paper(False), on_paper(True),
+                        k=float(cl.get("k", 2.0)), higher_is_better=lambda ds, m: better[(ds, m)])
+
+
+def _num(x: float | None, digits: int) -> str:  # fixed decimals, as the paper prints them
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def _pct(s: Stat | float | None) -> str:
+    x = s.mean if isinstance(s, Stat) else s
+    return "" if x is None else f"{x:.3g}"
+
+
+def ours_text(cell: Cell, col: dict, n: int, spec: dict) -> str:
+    if cell.status != OURS:
+        return spec["missing"] if cell.status == MISSING else spec["unavailable"]
+    d = int(col["digits"])
+    text = _num(cell.ours.mean, d) + (f" ± {_num(cell.ours.std, d)}" if cell.ours.std is not None else "")
+    return text + (f" (n={cell.ours.n})" if cell.ours.n != n else "")
+
+
+def paper_text(cell: Cell, col: dict) -> str:
+    d = int(col["digits"])
+    return _num(cell.paper, d) + (f" (v1 {_num(cell.paper_v1, d)})" if cell.paper_v1 is not None else "")
+
+
+def _grid(table: Table, ds: dict) -> list[list[str]]:
+    """Header + two lines per row (ours, paper): shared by the markdown and LaTeX renderers."""
+    cols, spec = ds["columns"], table.spec
+    grid = [["Method", "", "n", "train %", "stored %"]
+            + [f"{c['label']} {'↑' if c['better'] == 'higher' else '↓'}" for c in cols]]
+    for ln in table.lines[ds["id"]]:
+        grid.append([ln.label, "ours", str(ln.n), _pct(ln.trainable_pct), _pct(ln.stored_pct)]
+                    + [ours_text(c, col, ln.n, spec) for c, col in zip(ln.cells, cols)])
+        grid.append([ln.label, spec["paper_label"], "", "", _pct(ln.paper_stored_pct)]
+                    + [paper_text(c, col) for c, col in zip(ln.cells, cols)])
+    return grid
+
+
+def _claim_lines(table: Table) -> list[str]:
+    out = []
+    for i, cl in enumerate(table.claims, 1):
+        paper = "" if cl.paper is None else f" Paper's own numbers give {cl.paper:+.2f} (ACL)" + (
+            f", {cl.paper_v1:+.2f} (v1)." if cl.paper_v1 is not None and cl.paper_v1 != cl.paper else ".")
+        out.append(f"({i}) **{cl.ours.verdict}** — {cl.statement} Ours: {cl.ours.reason}.{paper}")
+    return out
+
+
+def to_markdown(table: Table) -> str:
+    out = [f"# {table.spec['title']}", "", *[h for line in table.heading for h in (line, "")]]
+    for ds in table.spec["datasets"]:
+        grid = _grid(table, ds)
+        out += [f"## {ds['label']}", "", "| " + " | ".join(grid[0]) + " |",
+                "|" + "|".join(["---", "---"] + ["--:"] * (len(grid[0]) - 2)) + "|"]
+        out += ["| " + " | ".join(r) + " |" for r in grid[1:]] + [""]
+    out += ["## Deviations from the paper", ""] + [f"- {d}" for d in table.deviations] + [""]
+    out += ["## The paper's claims, judged on our numbers", ""] + [f"{c}\n" for c in _claim_lines(table)]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def to_csv(table: Table) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["dataset", "row", "label", "metric", "n", "mean", "std", "status", "paper_acl", "paper_v1",
+                "trainable_pct", "stored_pct"])
+    g = lambda x: "" if x is None else f"{x:.6g}"  # noqa: E731 - unrounded enough to recompute the table
+    for ds in table.spec["datasets"]:
+        for ln in table.lines[ds["id"]]:
+            for c, col in zip(ln.cells, ds["columns"]):
+                w.writerow([ds["id"], ln.row, ln.label, col["metric"], c.ours.n if c.ours else 0,
+                            g(c.ours and c.ours.mean), g(c.ours and c.ours.std), c.status, g(c.paper),
+                            g(c.paper_v1), g(ln.trainable_pct and ln.trainable_pct.mean),
+                            g(ln.stored_pct and ln.stored_pct.mean)])
+    return buf.getvalue()
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "±": r"$\pm$", "—": "---", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "≫": r"$\gg$"}
+
+
+def _tex(text: str) -> str:  # markdown bold/code -> LaTeX, after escaping
+    text = re.sub(r"`(.+?)`", r"\\texttt{\1}", "".join(_TEX.get(ch, ch) for ch in text))
+    return re.sub(r"\*\*(.+?)\*\*", r"\\textbf{\1}", text)
+
+
+def to_latex(table: Table) -> str:
+    out = [f"% {table.spec['title']} -- generated by prefixtune.tables; needs booktabs, graphicx",
+           *[_tex(h) + "\n" for h in table.heading]]
+    for ds in table.spec["datasets"]:
+        grid = _grid(table, ds)
+        out += [r"\begin{table}[ht]\centering\small", r"\resizebox{\textwidth}{!}{%",
+                r"\begin{tabular}{ll" + "r" * (len(grid[0]) - 2) + "}", r"\toprule",
+                " & ".join(_tex(x) for x in grid[0]) + r" \\", r"\midrule"]
+        for i, r in enumerate(grid[1:]):  # a rule after each (ours, paper) pair
+            rule = r" \midrule" if i % 2 and i < len(grid) - 2 else ""
+            out.append(" & ".join(_tex(x) for x in r) + r" \\" + rule)
+        caption = f"{_tex(table.spec['title'])}: {_tex(ds['label'])}"
+        out += [r"\bottomrule", r"\end{tabular}}", rf"\caption{{{caption}}}", r"\end{table}", ""]
+    for title, items in (("Deviations from the paper", table.deviations),
+                         ("The paper's claims, judged on our numbers", _claim_lines(table))):
+        out += [rf"\paragraph{{{title}}}", r"\begin{itemize}", *[rf"\item {_tex(x)}" for x in items],
+                r"\end{itemize}", ""]
+    return "\n".join(out)
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Temp file in the same folder + rename, so a reader never sees half a table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser("prefixtune.tables", description="writes <out>/<name>.md .csv .tex")
+    parser.add_argument("name", help="table spec: conf/table/<name>.yaml (or a path to one)")
+    parser.add_argument("--scale", help="cpu | paper | smoke (default: the one scale present)")
+    parser.add_argument("--root", type=Path, help="results folder with runs/ (default: paths.results_dir())")
+    parser.add_argument("--out", type=Path, help="output folder (default: the results folder)")
+    parser.add_argument("--paper", type=Path, help="paper CSV (default: the spec's paper_csv)")
+    args = parser.parse_args(argv)
+    spec = load_spec(args.name)
+    paper = load_paper(args.paper or REPO_ROOT / spec["paper_csv"])
+    table = build_table(spec, iter_records(args.root, spec["group"], strict=False), paper, args.scale)
+    out = args.out or args.root or results_dir()
+    for ext, render in (("md", to_markdown), ("csv", to_csv), ("tex", to_latex)):
+        print(write_atomic(out / f"{spec['name']}.{ext}", render(table)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
