@@ -64,7 +64,7 @@ def _fallback_ascii(text: str) -> str:
             out.append(ch)
         elif ch in _FALLBACK:
             out.append(_FALLBACK[ch])
-        elif "\u0300" <= ch <= "\u036f":  # a lone combining diacritic: dropped, as unidecode does
+        elif "\u0300" <= ch <= "\u0362":  # a lone combining diacritic: dropped, as unidecode does
             continue
         else:
             base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
@@ -217,6 +217,8 @@ def score_webnlg(preds: Sequence[str], refs: Sequence[Sequence[str]], seen: Sequ
     """
     if not (len(preds) == len(refs) == len(seen)):
         raise MetricInputError(f"{len(preds)} predictions, {len(refs)} reference sets, {len(seen)} seen flags")
+    if not refs:
+        raise MetricInputError("nothing to score (0 segments)")
     if raw_references:
         refs = [[webnlg_reference_preprocess(r) for r in rs if r.strip()] for rs in refs]
     if any(not any(r.strip() for r in rs) for rs in refs):

@@ -1,0 +1,199 @@
+"""End to end on tiny random GPT-2 + real E2E data: record, predictions, artefact, skip-if-done, kill-and-resume.
+
+Needs the prepared E2E data (`make setup`) and Java (the official E2E scorer's METEOR); skipped cleanly without.
+Every run writes under a temporary `output_root`; checkpoints go to REPO_ROOT/checkpoints/<group>/<run_id>/, so
+each test uses its own group name (with the process id, as other sessions may share the checkout) and removes it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import _compose
+from prefixtune import paths
+
+pytestmark = pytest.mark.integration
+
+TAG = os.getpid()
+# a short run that still saves checkpoints before it ends: 16 pairs, batch 5 -> 4 steps/epoch, 12 steps
+RUN_OVERRIDES = ["scale=tiny", "logger.mode=disabled", "data=e2e", "method=prefix", "method.length=5",
+                 "scale.max_steps=null", "trainer.max_steps=12", "trainer.save_every=2", "optim.lr=1e-3",
+                 "decode.max_new_tokens=20", "decode.num_beams=3"]
+METRICS = ("test/bleu", "test/nist", "test/meteor", "test/rouge_l", "test/cider", "dev/bleu", "train/loss")
+
+
+def _need_data_and_java():
+    if not (paths.data_dir() / "e2e").is_dir():
+        pytest.skip(f"E2E data not prepared in {paths.data_dir() / 'e2e'} (run `make setup`)")
+    if shutil.which("java") is None:
+        pytest.skip("Java is needed by the official E2E scorer (METEOR)")
+
+
+def _overrides(group: str, root: Path) -> list[str]:
+    return [*RUN_OVERRIDES, f"group={group}", f"output_root={root}"]
+
+
+def _ckpt_group(group: str) -> Path:
+    return paths.REPO_ROOT / "checkpoints" / group
+
+
+def _resolve(root: Path, rel: str) -> Path:
+    for base in (paths.REPO_ROOT, root.parent, root):
+        if (base / rel).exists():
+            return base / rel
+    raise FileNotFoundError(rel)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """One uninterrupted in-process run (the reference for the other tests)."""
+    _need_data_and_java()
+    import prefixtune.train
+
+    group = f"test_pipeline_a_{TAG}"
+    root = tmp_path_factory.mktemp("run_a") / "results"
+    overrides = _overrides(group, root)
+    cfg = _compose(*overrides, base=())
+    try:
+        rec = prefixtune.train.run(cfg, overrides)
+        yield rec, cfg, overrides, root
+    finally:
+        shutil.rmtree(_ckpt_group(group), ignore_errors=True)
+
+
+def test_run_writes_a_finished_record(first_run):
+    from prefixtune.results import read_record, record_path
+
+    rec, cfg, _, root = first_run
+    assert rec.status == "finished"
+    for m in METRICS:
+        assert m in rec.metrics and rec.metrics[m] is not None, m
+    on_disk = read_record(record_path(rec.group, rec.run_id, root=root))
+    assert on_disk.status == "finished" and on_disk.config_hash == rec.config_hash
+    assert on_disk.metrics == rec.metrics
+    assert rec.params["stored"] == 5 * 2 * 2 * 64  # tiny GPT-2: L x n_layer x 2 x d
+    n_test = int(cfg.scale.max_decode_groups)
+    for split in ("dev", "test"):
+        lines = _resolve(root, rec.outputs[f"{split}_predictions"]).read_text().splitlines()
+        assert len(lines) == n_test and all(line.strip() for line in lines)
+    assert not (_ckpt_group(rec.group) / rec.run_id).exists(), "checkpoints are removed once the run finished"
+
+
+def test_artifact_reloads_and_decodes_identically(first_run):
+    from safetensors.torch import load_file
+
+    from prefixtune import pipeline
+    from prefixtune.data.collate import Encoder
+    from prefixtune.decode import decode
+
+    rec, cfg, _, root = first_run
+    art = _resolve(root, rec.outputs["artifact"])
+    tensors = load_file(str(art / "weights.safetensors"))
+    assert set(tensors) == {"prefix.self"} and tensors["prefix.self"].shape == (2, 2, 4, 5, 16)
+    bb, method = pipeline.load_artifact(art)
+    test_groups = pipeline._load_data(cfg)[3]  # (train, dev, dev_groups, test_groups, ...)
+    enc = Encoder(bb, method.extra_source_tokens(), int(cfg.data.max_source_tokens), int(cfg.data.max_target_tokens))
+    again = decode(method, enc, [g.source for _, g in test_groups], cfg.decode)
+    written = _resolve(root, rec.outputs["test_predictions"]).read_text().splitlines()
+    assert again == written
+
+
+def test_second_run_is_skipped(first_run, monkeypatch):
+    import prefixtune.train
+    from prefixtune import trainer
+
+    rec, cfg, overrides, root = first_run
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished run must not train again")
+
+    monkeypatch.setattr(trainer, "fit", no_training)
+    again = prefixtune.train.run(cfg, overrides)
+    assert again.run_id == rec.run_id and again.status == "finished"
+    assert again.finished_at == rec.finished_at and again.metrics == rec.metrics
+    assert len(list((root / "runs" / rec.group).glob("*.json"))) == 1
+
+
+# ---- kill and resume ----------------------------------------------------------------------------------------
+
+def _cli(group: str, root: Path, hydra_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "prefixtune.train", *_overrides(group, root), f"hydra.run.dir={hydra_dir}"]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+
+
+def _record(root: Path, group: str) -> dict:
+    files = list((root / "runs" / group).glob("*.json"))
+    assert len(files) == 1, files
+    return json.loads(files[0].read_text())
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(first_run, tmp_path_factory):
+    """The same command as `first_run`, SIGKILLed after checkpoint-4 is complete, then rerun to the end."""
+    group = f"test_resume_b_{TAG}"
+    tmp = tmp_path_factory.mktemp("run_b")
+    root = tmp / "results"
+    log = tmp / "killed.log"
+    try:
+        with open(log, "w") as out:
+            proc = subprocess.Popen(_cli(group, root, tmp / "hydra1"), cwd=paths.REPO_ROOT, env=_env(),
+                                    stdout=out, stderr=subprocess.STDOUT)
+            deadline = time.time() + 300
+            ckpt = None
+            while time.time() < deadline and proc.poll() is None:
+                found = list(_ckpt_group(group).glob("*/checkpoint-4/trainer_state.json"))  # written last
+                if found:
+                    ckpt = found[0].parent
+                    break
+                time.sleep(0.05)
+            if proc.poll() is None:
+                proc.kill()  # SIGKILL: no clean-up handlers run, like a pre-empted job
+            proc.wait(timeout=60)
+        assert ckpt is not None, f"never saw checkpoint-4 (rc={proc.returncode}):\n{log.read_text()[-3000:]}"
+        killed = _record(root, group)
+        assert killed["status"] == "running", "the run finished before it could be killed; the test is void"
+        assert not killed.get("metrics")
+
+        resumed = subprocess.run(_cli(group, root, tmp / "hydra2"), cwd=paths.REPO_ROOT, env=_env(),
+                                 capture_output=True, text=True, timeout=600)
+        output = resumed.stdout + resumed.stderr
+        assert resumed.returncode == 0, f"the rerun after the kill failed:\n{output[-4000:]}"
+        assert "resuming from" in output, "the rerun did not resume from a checkpoint"
+        yield _record(root, group), root
+    finally:
+        shutil.rmtree(_ckpt_group(group), ignore_errors=True)
+
+
+def test_resumed_run_gives_identical_predictions_scores_and_prefix(first_run, killed_and_resumed):
+    from safetensors.torch import load_file
+
+    ref, _, _, ref_root = first_run
+    rec, root = killed_and_resumed
+    assert rec["status"] == "finished"
+    for split in ("dev", "test"):
+        ours = _resolve(root, rec["outputs"][f"{split}_predictions"]).read_text()
+        theirs = _resolve(ref_root, ref.outputs[f"{split}_predictions"]).read_text()
+        assert ours == theirs, split
+    a = load_file(str(_resolve(root, rec["outputs"]["artifact"]) / "weights.safetensors"))
+    b = load_file(str(_resolve(ref_root, ref.outputs["artifact"]) / "weights.safetensors"))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a), "the resumed prefix differs"
+    scores = {k: v for k, v in ref.metrics.items() if k.startswith(("dev/", "test/"))}
+    assert {k: rec["metrics"].get(k) for k in scores} == scores
+
+
+def test_resumed_run_reports_the_same_train_loss(first_run, killed_and_resumed):
+    """`train/loss` must describe the whole run, not only the steps after the last restart."""
+    ref, *_ = first_run
+    rec, _ = killed_and_resumed
+    assert rec["metrics"]["train/loss"] == pytest.approx(ref.metrics["train/loss"], rel=1e-6)
