@@ -5,7 +5,8 @@ every step sees the same examples, so the loss curve is free of sampling noise) 
   * learning: mean of the first 3 logged losses vs the last 3 drops by at least the variant's bound;
   * parameter efficiency: every backbone weight and buffer is bit-for-bit unchanged (torch.equal), and exactly
     the method's trainable parameters changed;
-  * checkpoints: the saved `model.safetensors` holds only the trained tensors and restores the method exactly.
+  * checkpoints: the saved `model.safetensors` holds only the trained tensors and restores the method exactly;
+    a fit that dies after checkpoint-4 and is rerun resumes through the HF Trainer to the same final tensors.
 A control with lr=0 shows the loss does not fall without learning: for the frozen-LM methods (eval mode, no
 dropout) every logged loss is identical up to float32 rounding (~1e-7 relative; the shuffled order changes the
 summation order), so the noise floor is ~0; for fine-tuning (dropout on) the first-3/last-3 noise is ~0.13%.
@@ -23,7 +24,7 @@ Measured drops (first-3 mean vs last-3 mean, 8 steps, torch 2.13 CPU; bounds are
     adapter_0.1pct        4.2%    5.2%    1.7%      1e-2
 A frozen random 2-layer model can only be steered so far by a prefix, hence the small but exactly reproducible
 drops of the prefix family; the lr=0 control is what shows they are learning and not noise (each bound is >= 10^3
-times the frozen-LM noise floor, and the fine-tuning bounds are >= 20 times their dropout noise).
+times the frozen-LM noise floor, and the fine-tuning bounds are ~20 times or more their dropout noise).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import _compose, _tiny_method
+from conftest import _tiny_method
 
 STEPS = 8
 SOURCES = ["name[Eagle], food[French]", "name[Cotto], area[riverside]", "name[Zizzi], price[cheap]",
@@ -73,14 +74,14 @@ CELLS = [pytest.param(v, m, id=f"{v}-{m}") for v, spec in VARIANTS.items() for m
 PEFT_CELLS = [c for c in CELLS if VARIANTS[c.values[0]].peft]
 
 
-def _overrides(variant: str, model: str, lr: float) -> list[str]:
+def _overrides(variant: str, lr: float) -> list[str]:
     return [*VARIANTS[variant].overrides, f"optim.lr={lr}", f"trainer.max_steps={STEPS}",
             "scale.max_steps=null", "trainer.log_every=1", "trainer.batch_size=4", f"trainer.save_every={STEPS}",
             "optim.warmup_steps=0", "trainer.early_stopping_patience=null"]
 
 
 def _build(variant: str, model: str, lr: float, *extra: str):
-    return _tiny_method(model, *_overrides(variant, model, lr), *extra)
+    return _tiny_method(model, *_overrides(variant, lr), *extra)
 
 
 def lr_for(variant: str, model: str) -> float:
@@ -155,11 +156,24 @@ def trained(variant: str, model: str, lr: float | None = None) -> Trained:
     return res
 
 
+def _registry_name(method_file: str) -> str:
+    """`name:` of conf/method/<file>.yaml, following its `defaults:` parent (infix -> prefix)."""
+    from omegaconf import OmegaConf
+
+    from prefixtune.paths import REPO_ROOT
+
+    cfg = OmegaConf.load(REPO_ROOT / "conf" / "method" / f"{method_file}.yaml")
+    if cfg.get("name"):
+        return cfg.name
+    return _registry_name(next(d for d in cfg.defaults if isinstance(d, str) and d != "_self_"))
+
+
 def test_every_registered_method_is_exercised():
     from prefixtune.methods import adapter, finetune, prefix  # noqa: F401
     from prefixtune.methods.base import REGISTRY
 
-    covered = {_compose(*VARIANTS[v].overrides).method.name for v in VARIANTS}
+    covered = {_registry_name(o.split("=", 1)[1]) for v in VARIANTS.values() for o in v.overrides
+               if o.startswith("method=")}
     assert set(REGISTRY) <= covered, f"add a Variant for {sorted(set(REGISTRY) - covered)}"
 
 
@@ -217,9 +231,70 @@ def test_checkpoint_holds_only_trained_tensors(variant, model):
     assert res.reload_export_equal, "a fresh method loaded from the checkpoint exports different tensors"
 
 
+def test_unsupported_variants_on_bart_refuse_clearly(tiny_method):
+    """The ablations the paper ran on GPT-2 only (n/a above) raise instead of silently doing something else."""
+    for variant in ("prefix_init_words", "infix", "embedding_only"):
+        with pytest.raises(ValueError, match="decoder-only"):
+            tiny_method("bart", *VARIANTS[variant].overrides)
+
+
 def test_finetune_top2_trains_exactly_the_top_blocks(tiny_method):
     """With 4 blocks (the tiny default has 2, where 'top 2' is everything) blocks 0-1 and positions stay frozen."""
     _, m, _ = tiny_method("gpt2", "method=finetune_top2", "model.tiny.n_layer=4")
     top = ("model.transformer.h.2.", "model.transformer.h.3.", "model.transformer.ln_f.", "model.transformer.wte.")
     for name, p in m.named_parameters():
         assert p.requires_grad == name.startswith(top), name
+
+
+# ---- resuming through the trainer -------------------------------------------------------------------------
+
+class _Crash(RuntimeError):
+    pass
+
+
+@functools.lru_cache(maxsize=None)
+def crashed_and_resumed(variant: str, model: str):
+    """fit 8 steps straight through vs. fit that dies right after checkpoint-4 and is rerun with a fresh method
+    (the trainer finds checkpoint-4 in the same folder and resumes: optimizer, schedule, RNG, data position)."""
+    from transformers import TrainerCallback
+
+    from prefixtune.data.collate import Encoder
+    from prefixtune.trainer import fit
+
+    extra = ("trainer.save_every=4",)
+
+    class CrashAfterCheckpoint(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step == 4:  # checkpoint-4 has been written at the end of step 4
+                raise _Crash
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("straight", "crash", "resume"):
+            bb, method, cfg = _build(variant, model, lr_for(variant, model), *extra)
+            feats = Encoder(bb, method.extra_source_tokens(), 64, 64).train_features(SOURCES, TARGETS)
+            ckpt = Path(tmp) / ("a" if name == "straight" else "b")
+            callbacks = [CrashAfterCheckpoint()] if name == "crash" else []
+            try:
+                summary = fit(method, feats, [], cfg, ckpt, report_to=[], callbacks=callbacks)
+            except _Crash:
+                assert (ckpt / "checkpoint-4").is_dir()
+                continue
+            out[name] = (summary, method.export())
+    return out
+
+
+@pytest.mark.parametrize(("variant", "model"), [("prefix", "gpt2"), ("adapter_3pct", "llama")])
+def test_fit_resumes_after_a_crash_to_the_same_result(variant, model):
+    runs = crashed_and_resumed(variant, model)
+    (straight, a), (resumed, b) = runs["straight"], runs["resume"]
+    assert resumed["resumed_from"] == "checkpoint-4" and straight["resumed_from"] is None
+    assert resumed["global_step"] == straight["global_step"] == STEPS
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a), "resumed training ended elsewhere"
+
+
+@pytest.mark.parametrize(("variant", "model"), [("prefix", "gpt2")])
+def test_resumed_fit_reports_the_whole_run_train_loss(variant, model):
+    runs = crashed_and_resumed(variant, model)
+    assert runs["resume"][0]["train_loss"] == pytest.approx(runs["straight"][0]["train_loss"], rel=1e-6), \
+        "train_loss after a resume covers only the steps run after the restart"

@@ -25,8 +25,8 @@ pytestmark = pytest.mark.integration
 TAG = os.getpid()
 # a short run that still saves checkpoints before it ends: 16 pairs, batch 5 -> 4 steps/epoch, 12 steps
 RUN_OVERRIDES = ["scale=tiny", "logger.mode=disabled", "data=e2e", "method=prefix", "method.length=5",
-                 "scale.max_steps=null", "trainer.max_steps=12", "trainer.save_every=2", "optim.lr=1e-3",
-                 "decode.max_new_tokens=20", "decode.num_beams=3"]
+                 "scale.max_steps=null", "trainer.max_steps=12", "trainer.save_every=2", "trainer.log_every=2",
+                 "optim.lr=1e-3", "decode.max_new_tokens=20", "decode.num_beams=3"]
 METRICS = ("test/bleu", "test/nist", "test/meteor", "test/rouge_l", "test/cider", "dev/bleu", "train/loss")
 
 

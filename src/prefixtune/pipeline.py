@@ -159,6 +159,8 @@ def run(cfg: DictConfig, overrides: list[str]) -> RunRecord:
         log.info("wrote %s", path)
         if not cfg.get("keep_checkpoints", False):
             shutil.rmtree(ckpt, ignore_errors=True)
+            if ckpt.parent.exists() and not any(ckpt.parent.iterdir()):
+                ckpt.parent.rmdir()
         return rec
     except BaseException as err:  # a failed run leaves a failed record, never a half-written one
         rec.fail(err if isinstance(err, Exception) else RuntimeError(repr(err)))

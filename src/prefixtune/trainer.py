@@ -41,6 +41,9 @@ def training_arguments(cfg: Any, out_dir: Path, report_to: list[str], n_train: i
     eval_every = t.get("eval_every")
     eval_strategy = "steps" if eval_every else ("epoch" if early else "no")
     save_every = int(t.save_every)
+    if save_every % int(t.log_every):
+        # a log entry at every checkpoint step lets a resumed run recover the whole-run mean loss exactly
+        raise ValueError(f"trainer.save_every={save_every} must be a multiple of trainer.log_every={t.log_every}")
     kw: dict[str, Any] = dict(
         output_dir=str(out_dir), seed=int(cfg.seed), data_seed=int(cfg.seed),
         per_device_train_batch_size=int(t.batch_size), per_device_eval_batch_size=int(t.batch_size),
@@ -60,6 +63,25 @@ def training_arguments(cfg: Any, out_dir: Path, report_to: list[str], n_train: i
         kw["eval_steps"] = int(eval_every)
         kw["save_steps"] = int(eval_every) if early else save_every
     return TrainingArguments(**kw)
+
+
+def whole_run_loss(history: list[dict], global_step: int, resumed: str | None, tail_mean: float) -> float:
+    """Mean training loss over the whole run. HF's `training_loss` averages only the steps run since the last
+    restart; the logged history (restored from the checkpoint) covers all of them, so an interrupted run reports
+    the same number as an uninterrupted one."""
+    logged = [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h and "step" in h]
+    if not resumed or not logged:
+        return tail_mean
+    total, prev = 0.0, 0
+    for step, loss in logged:
+        total, prev = total + loss * (step - prev), step
+    if global_step > prev:  # steps after the last logging point: their mean is the tail of training_loss
+        resumed_at = int(Path(resumed).name.rsplit("-", 1)[-1])
+        run_since = global_step - resumed_at
+        logged_since = sum(loss * (step - max(p, resumed_at)) for (p, _), (step, loss)
+                           in zip([(0, 0.0)] + logged, logged) if step > resumed_at)
+        total += tail_mean * run_since - logged_since
+    return total / global_step
 
 
 def fit(method, train_feats, dev_feats, cfg: Any, ckpt_dir: Path, report_to: list[str],
@@ -83,7 +105,9 @@ def fit(method, train_feats, dev_feats, cfg: Any, ckpt_dir: Path, report_to: lis
     start = time.time()
     result = trainer.train(resume_from_checkpoint=last)
     summary = {"train_s": time.time() - start, "global_step": int(result.global_step),
-               "train_loss": float(result.training_loss), "resumed_from": Path(last).name if last else None}
+               "train_loss": whole_run_loss(trainer.state.log_history, int(result.global_step), last,
+                                            float(result.training_loss)),
+               "resumed_from": Path(last).name if last else None}
     history = [h for h in trainer.state.log_history if "eval_loss" in h]
     if history:
         summary["dev_loss"] = min(h["eval_loss"] for h in history)

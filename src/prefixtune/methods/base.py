@@ -59,6 +59,7 @@ class Method(nn.Module):
     # gradient accumulation itself instead of passing `num_items_in_batch`.
     accepts_loss_kwargs: ClassVar[bool] = False
     checkpoint_layers: bool = False  # set by the trainer when gradient checkpointing is on
+    _keys_to_ignore_on_save = None   # read by the HF Trainer on PreTrainedModel-like objects
 
     def __init__(self, backbone: Backbone, cfg: Any) -> None:
         super().__init__()
@@ -123,7 +124,16 @@ class Method(nn.Module):
         return out
 
     def load_state_dict(self, state_dict, strict: bool = False, assign: bool = False):
-        return super().load_state_dict(state_dict, strict=False, assign=assign)
+        """Load a checkpoint (trained tensors only). Frozen backbone weights are not "missing": report only the
+        keys that `state_dict()` itself would hold, so the HF Trainer's resume check sees a complete load."""
+        from torch.nn.modules.module import _IncompatibleKeys
+
+        res = super().load_state_dict(state_dict, strict=False, assign=assign)
+        expected = set(self.state_dict())
+        missing = [k for k in res.missing_keys if k in expected]
+        if strict and (missing or res.unexpected_keys):
+            raise RuntimeError(f"checkpoint mismatch: missing {missing}, unexpected {res.unexpected_keys}")
+        return _IncompatibleKeys(missing, res.unexpected_keys)
 
     def train(self, mode: bool = True):
         super().train(mode)

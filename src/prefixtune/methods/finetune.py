@@ -40,7 +40,9 @@ class FineTune(Method):
             norm = next((m for m in (_get(self.model, n) for n in _FINAL_NORMS) if m is not None), None)
             if norm is None:
                 raise ValueError(f"cannot find the final norm of {type(self.model).__name__}")
-            keep += [norm, self.model.get_input_embeddings()]
+            # the token embeddings are tied to the LM head in GPT-2 (the paper's `wte`); where a model does not
+            # tie them, the output projection trains too so the same role is covered
+            keep += [norm, self.model.get_input_embeddings(), self.model.get_output_embeddings()]
             for module in keep:
                 for p in module.parameters():
                     p.requires_grad_(True)
