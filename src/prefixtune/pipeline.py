@@ -51,7 +51,7 @@ def _load_data(cfg: DictConfig):
     sc = cfg.scale
     sizes = {"train": len(train), "dev": len(dev), "dev_groups": len(dev_groups), "test_groups": len(test.groups)}
     return (_subset(train, sc.get("max_train_examples")), _subset(dev, sc.get("max_dev_examples")),
-            _subset(list(enumerate(dev_groups)), sc.get("max_decode_groups")),
+            _subset(list(enumerate(dev_groups)), sc.get("max_dev_decode_groups")),
             _subset(list(enumerate(test.groups)), sc.get("max_decode_groups")), sizes)
 
 
@@ -81,7 +81,7 @@ def run(cfg: DictConfig, overrides: list[str]) -> RunRecord:
     from .decode import decode
     from .evaluate import score_split
     from .methods.base import build_method
-    from .trainer import fit
+    from .trainer import effective_lr, fit
     from transformers import set_seed
 
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
@@ -119,11 +119,13 @@ def run(cfg: DictConfig, overrides: list[str]) -> RunRecord:
         rec.wandb = {"mode": cfg.logger.mode, "run_path": wb.path if wb is not None else None}
         summary = fit(method, train_f, dev_f, cfg, ckpt, report_to)
         rec.timing["train_s"] = summary.pop("train_s")
-        rec.notes += [f"model: {cfg.model.label}",
+        rec.notes += [f"model: {cfg.model.label}" + (" with bf16 autocast" if cfg.trainer.bf16 else ""),
                       f"trained {summary['global_step']} optimiser steps on {len(train)} of {sizes['train']} "
                       f"training pairs (batch {cfg.trainer.batch_size} x accumulation {cfg.trainer.grad_accum})",
                       f"scored {len(test_groups)} of {sizes['test_groups']} test sources and {len(dev_groups)} of "
-                      f"{sizes['dev_groups']} dev sources"]
+                      f"{sizes['dev_groups']} dev sources",
+                      f"learning rate {effective_lr(cfg):.3g} (optim.lr {float(cfg.optim.lr):.3g} x scale.lr_scale "
+                      f"{float(cfg.scale.get('lr_scale', 1.0)):g})"]
 
         t1 = time.time()
         out_dir = root / "predictions" / cfg.group / rid

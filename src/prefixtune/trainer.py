@@ -34,6 +34,12 @@ class Features(Dataset):
         return self.feats[i]
 
 
+def effective_lr(cfg: Any) -> float:
+    """`optim.lr` (the paper's value for the cell) times `scale.lr_scale`: a small-budget scale trains ~100x fewer
+    steps than the paper's epochs and compensates with a larger step size (experiments/table2/README.md)."""
+    return float(cfg.optim.lr) * float(cfg.scale.get("lr_scale", 1.0))
+
+
 def training_arguments(cfg: Any, out_dir: Path, report_to: list[str], n_train: int) -> TrainingArguments:
     t, o = cfg.trainer, cfg.optim
     caps = [c for c in (t.get("max_steps"), cfg.scale.get("max_steps")) if c]
@@ -49,7 +55,7 @@ def training_arguments(cfg: Any, out_dir: Path, report_to: list[str], n_train: i
         per_device_train_batch_size=int(t.batch_size), per_device_eval_batch_size=int(t.batch_size),
         gradient_accumulation_steps=int(t.grad_accum), num_train_epochs=float(t.epochs),
         max_steps=int(min(caps)) if caps else -1,
-        learning_rate=float(o.lr), weight_decay=float(o.weight_decay), adam_epsilon=float(o.adam_epsilon),
+        learning_rate=effective_lr(cfg), weight_decay=float(o.weight_decay), adam_epsilon=float(o.adam_epsilon),
         warmup_steps=int(o.warmup_steps), max_grad_norm=float(o.max_grad_norm), lr_scheduler_type=o.scheduler,
         optim="adamw_torch", bf16=bool(t.bf16), logging_steps=int(t.log_every), report_to=report_to,
         run_name=cfg.get("run_id"), eval_strategy=eval_strategy,
