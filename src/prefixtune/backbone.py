@@ -63,6 +63,12 @@ class Backbone:
         """Transformer blocks, bottom to top (decoder blocks for BART)."""
         return list(_decoder_layers(self.model))
 
+    def all_blocks(self) -> list[nn.Module]:
+        """Every transformer layer: the blocks, plus the encoder layers of an encoder-decoder model."""
+        if not self.is_encoder_decoder:
+            return self.blocks()
+        return list(self.model.get_encoder().layers) + self.blocks()
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in _unique_params(self.model))
 

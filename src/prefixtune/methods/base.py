@@ -21,6 +21,8 @@ from ..backbone import Backbone, _unique_params
 from . import injection
 
 REGISTRY: dict[str, type["Method"]] = {}
+# name fragments of trained tensors that methods put inside the backbone's module tree (PEFT's LoRA layers)
+INJECTED = ("lora_",)
 
 
 def register(name: str) -> Callable[[type["Method"]], type["Method"]]:
@@ -36,7 +38,7 @@ def register(name: str) -> Callable[[type["Method"]], type["Method"]]:
 
 def build_method(backbone: Backbone, cfg: Any) -> "Method":
     """`cfg` is the `method` config node; `cfg.name` is the registry key."""
-    from . import adapter, finetune, prefix  # noqa: F401  (registration side effects)
+    from . import adapter, combo, finetune, lora, parallel_adapter, prefix  # noqa: F401  (registration)
 
     try:
         cls = REGISTRY[cfg.name]
@@ -59,6 +61,9 @@ class Method(nn.Module):
     # gradient accumulation itself instead of passing `num_items_in_batch`.
     accepts_loss_kwargs: ClassVar[bool] = False
     checkpoint_layers: bool = False  # set by the trainer when gradient checkpointing is on
+    # name fragments of trained tensors that a method puts inside the backbone's module tree (PEFT's LoRA layers);
+    # every other backbone tensor of a parameter-efficient method stays frozen
+    inside_model: ClassVar[tuple[str, ...]] = ()
     _keys_to_ignore_on_save = None   # read by the HF Trainer on PreTrainedModel-like objects
 
     def __init__(self, backbone: Backbone, cfg: Any) -> None:
@@ -92,8 +97,11 @@ class Method(nn.Module):
 
     # ---- shared machinery -----------------------------------------------------------------------------------
     def freeze_backbone(self) -> None:
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        """Freeze the backbone's own weights; tensors that a method injected into its tree (INJECTED, e.g. PEFT's
+        LoRA layers built by an earlier part of a combination) keep their flag."""
+        for name, p in self.model.named_parameters():
+            if not any(f in name for f in INJECTED):
+                p.requires_grad_(False)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in _unique_named(self) if p.requires_grad]
@@ -179,8 +187,12 @@ class Method(nn.Module):
             self.prepare(extras)
             return self.model.generate(**kwargs)
         finally:
-            self.provider.reset()
+            self.release()
             self.train(was_training)
+
+    def release(self) -> None:
+        """Drop the forward-time state set by `prepare` (after generation)."""
+        self.provider.reset()
 
 
 def _unique_named(module: nn.Module):

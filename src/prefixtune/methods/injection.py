@@ -34,6 +34,8 @@ class KVState:
     infix: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     infix_start: torch.Tensor | None = None  # (B0,) long: first infix position of each row
     capture: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] | None = None
+    # site key -> (B, 2): UniPELT's gate scaling the prefix keys / values of each row (methods/gates.py)
+    gates: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)
 
 
 class KVProvider:
@@ -95,11 +97,15 @@ def prefix_attention(module, query, key, value, attention_mask, **kwargs):
     if site in state.prefix:
         pk, pv = state.prefix[site]
         length = pk.shape[1]
+        pk, pv = pk.to(key.dtype).unsqueeze(0), pv.to(value.dtype).unsqueeze(0)  # (1, H, L, D)
+        if site in state.gates:  # (B, 2) -> a per-row scale of the prefix keys and values
+            g = state.gates[site].to(key.dtype)
+            pk, pv = pk * g[:, 0, None, None, None], pv * g[:, 1, None, None, None]
         mask = _attend_mask(attention_mask, module, query, key.shape[2], batch, key.device)
         ones = torch.ones(batch, 1, mask.shape[2], length, dtype=torch.bool, device=key.device)
         attention_mask = torch.cat([ones, mask], dim=-1)
-        key = torch.cat([pk.to(key.dtype).unsqueeze(0).expand(batch, -1, -1, -1), key], dim=2)
-        value = torch.cat([pv.to(value.dtype).unsqueeze(0).expand(batch, -1, -1, -1), value], dim=2)
+        key = torch.cat([pk.expand(batch, -1, -1, -1), key], dim=2)
+        value = torch.cat([pv.expand(batch, -1, -1, -1), value], dim=2)
         kwargs["is_causal"] = False
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 

@@ -6,7 +6,10 @@ Orthogonal config fields (conf/method/prefix.yaml), so every ablation is a confi
             all_layers: P holds keys/values for every layer (the paper's method);
             embedding:  only the L input embeddings are free, the frozen LM computes the upper layers
   reparam:  mlp | none          P = MLP(P') with tanh and hidden width k (paper fn. 4, original `mid_dim`) or P directly
-  init:     random | words      real-word initialisation (§7.4): activations of e.g. "table-to-text:"
+  init:     random | words | peft   real-word initialisation (§7.4): activations of e.g. "table-to-text:";
+                                     or a PEFT PrefixTuning adapter directory (prefixtune/interop.py)
+  gate:     UniPELT's learned per-row gate on every site's prefix keys/values (methods/gates.py); absent from
+            conf/method/prefix.yaml (absent = off) and set by conf/method/unipelt.yaml
 
 Geometry: per position, all_layers stores n_layer x 2 x (n_kv_heads x head_dim) numbers -- for GPT-2 medium that
 is 24 x 2 x 1024 = 49,152 per position (paper fn. 1), so length 5 stores 245,760. With grouped-query attention
@@ -21,6 +24,7 @@ import torch
 from torch import nn
 
 from .base import Method, register
+from .gates import Gate
 from .injection import KVState, install
 
 log = logging.getLogger(__name__)
@@ -94,7 +98,14 @@ class PrefixTuning(Method):
             word_ids = bb.tokenizer(words, add_special_tokens=False)["input_ids"]
             if not word_ids:
                 raise ValueError(f"method.init.words={words!r} tokenizes to nothing")
-        self.length = len(word_ids) if word_ids else int(cfg.length)
+        peft_kv = None
+        if init.get("kind", "random") == "peft":
+            from ..interop import read_peft_prefix
+
+            if bb.is_encoder_decoder or self.position != "prefix" or self.depth != "all_layers":
+                raise ValueError("method.init.kind=peft imports a decoder-only, all-layer PEFT PrefixTuning adapter")
+            peft_kv = read_peft_prefix(init.get("path"), bb)  # (n_layer, 2, H, L, D)
+        self.length = len(word_ids) if word_ids else peft_kv.shape[3] if peft_kv is not None else int(cfg.length)
         if self.length < 0:
             raise ValueError(f"method.length={self.length} must be >= 0 (0 = the plain model)")
         out_dim = bb.d_model if self.depth == "embedding" else bb.n_layer * 2 * bb.kv_dim
@@ -103,12 +114,29 @@ class PrefixTuning(Method):
                           float(init.get("flat_std", 0.02)))
             for k in kinds})
         install(bb, self.provider)
+        self.gates = nn.ModuleDict()
+        if cfg.get("gate", False):
+            for site in bb.sites:
+                if site.kind in kinds:
+                    self.gates[f"{site.kind}_{site.layer}"] = gate = Gate(bb.d_model, 2)
+                    site.module.register_forward_pre_hook(self._gate_hook(gate, (site.kind, site.layer)),
+                                                          with_kwargs=True)
         self._offset_active = True
         if not bb.is_encoder_decoder:
             bb.model.base_model.register_forward_pre_hook(self._offset_positions, with_kwargs=True)
         if word_ids:
             self._init_from_words(torch.tensor([word_ids]), int(init.get("fit_steps", 300)),
                                   float(init.get("fit_lr", 1e-3)))
+        if peft_kv is not None:
+            err = self.pools["self"].fit(self._from_layers(peft_kv), int(init.get("fit_steps", 300)),
+                                         float(init.get("fit_lr", 1e-3)))
+            log.info("initialised from the PEFT prefix adapter %s (fit MSE %.3g)", init.get("path"), err)
+
+    def _gate_hook(self, gate: Gate, site: tuple[str, int]):
+        def hook(module, args, kwargs):
+            hidden = kwargs.get("hidden_states", args[0] if args else None)  # (B, T, d): the attention input
+            self.provider.state.gates[site] = gate(hidden, pool_tokens=True)  # (B, 2)
+        return hook
 
     # ---- geometry -------------------------------------------------------------------------------------------
     def _to_layers(self, flat: torch.Tensor) -> torch.Tensor:
@@ -194,13 +222,19 @@ class PrefixTuning(Method):
     def export(self) -> dict[str, torch.Tensor]:
         """Materialised prefix (paper §4.3: only P is kept; P' and the MLP are dropped)."""
         with torch.no_grad():
+            gates = {f"prefix_gate.{k}": v.detach().clone() for k, v in self.gates.state_dict().items()}
             if self.depth == "embedding":
-                return {"prefix_embedding.self": self.pools["self"]().detach().clone()}
-            return {f"prefix.{k}": v.detach().clone().contiguous() for k, v in self.layer_kv().items()}
+                return {"prefix_embedding.self": self.pools["self"]().detach().clone(), **gates}
+            return {**{f"prefix.{k}": v.detach().clone().contiguous() for k, v in self.layer_kv().items()}, **gates}
 
     def load_export(self, tensors: dict[str, torch.Tensor]) -> None:
         """Load a materialised prefix into flat pools (an MLP-trained prefix becomes its exact flat form)."""
+        gates = {k.split(".", 1)[1]: t for k, t in tensors.items() if k.startswith("prefix_gate.")}
+        if gates or len(self.gates):
+            self.gates.load_state_dict(gates)
         for key, t in tensors.items():
+            if key.startswith("prefix_gate."):
+                continue
             kind = key.split(".", 1)[1]
             if kind not in self.pools:
                 raise KeyError(f"artefact has {key!r} but this method has sites {list(self.pools)}")
