@@ -300,3 +300,19 @@ def test_package_versions_hardware_memory():
     block = provenance.collect()
     assert set(block) == {"git", "versions", "hardware"}
     json.dumps(block)  # must fit into a record as is
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux-only peak reset")
+def test_peak_memory_is_per_run_in_one_process():
+    """A multirun runs all cells in one process: a later cell must not report an earlier cell's peak."""
+    import numpy as np
+
+    big = np.ones(400 * 2**20 // 8)  # ~400 MB resident
+    big += 1
+    before = provenance.peak_memory()["peak_rss_mb"]
+    del big
+    assert provenance.reset_peak_memory()
+    after = provenance.peak_memory(run_window=True)
+    assert after["peak_rss_scope"] == "run"
+    assert after["peak_rss_mb"] < before - 300, (before, after)
+    assert provenance.peak_memory()["peak_rss_scope"] == "process"

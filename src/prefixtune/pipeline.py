@@ -101,6 +101,7 @@ def run(cfg: DictConfig, overrides: list[str]) -> RunRecord:
     rec.notes = list(cfg.get("notes") or [])
     write_record(rec, root=root)
     ckpt = paths.REPO_ROOT / "checkpoints" / cfg.group / rid
+    run_window = provenance.reset_peak_memory()  # this cell's peak, not an earlier cell's of the same multirun
     try:
         set_seed(int(cfg.seed))
         bb = load_backbone(cfg.model)
@@ -151,7 +152,7 @@ def run(cfg: DictConfig, overrides: list[str]) -> RunRecord:
         rec.timing["score_s"] = time.time() - t2
         rec.outputs.update(_save_artifact(method, cfg, root, rid))
         rec.timing["wall_s"] = time.time() - t0
-        rec.memory = provenance.peak_memory()
+        rec.memory = provenance.peak_memory(run_window)
         rec.metrics = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in metrics.items()}
         if wb is not None:
             wb.summary.update({k: v for k, v in rec.metrics.items() if v is not None})

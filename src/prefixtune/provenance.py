@@ -153,12 +153,48 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def peak_memory() -> dict[str, float | None]:
-    """Peak resident memory of this process so far (MB) and, with CUDA, peak allocated GPU memory (MB)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # ru_maxrss is KiB on Linux but bytes on macOS.
-    rss_mb = rss / 2**20 if sys.platform == "darwin" else rss / 2**10
-    out: dict[str, float | None] = {"peak_rss_mb": round(rss_mb, 1), "cuda_max_allocated_mb": None}
+def reset_peak_memory() -> bool:
+    """Start a new peak-memory window for this run. A Hydra multirun runs every cell in one process, so without
+    this the process-wide peak of an earlier fine-tuning cell would be reported for every later cell. Linux
+    resets the peak RSS (VmHWM) when "5" is written to /proc/self/clear_refs; elsewhere this returns False and
+    `peak_memory` reports the process-wide peak, saying so."""
+    torch = _torch()
+    try:
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+    except Exception:
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _vm_hwm_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def peak_memory(run_window: bool = False) -> dict[str, float | str | None]:
+    """Peak resident memory (MB) and, with CUDA, peak allocated GPU memory (MB). `peak_rss_scope` says what the
+    peak covers: "run" (since `reset_peak_memory`, on Linux) or "process" (since the process started)."""
+    hwm = _vm_hwm_mb() if run_window else None
+    if hwm is not None:
+        rss_mb, scope = hwm, "run"
+    else:
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # ru_maxrss is KiB on Linux but bytes on macOS.
+        rss_mb, scope = (rss / 2**20 if sys.platform == "darwin" else rss / 2**10), "process"
+    out: dict[str, float | str | None] = {"peak_rss_mb": round(rss_mb, 1), "peak_rss_scope": scope,
+                                          "cuda_max_allocated_mb": None}
     torch = _torch()
     if torch is not None:
         try:
