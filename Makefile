@@ -5,7 +5,7 @@ SCALE ?= cpu
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup venv data model test test-fast smoke table2 clean
+.PHONY: help setup venv data model test test-fast smoke table2 bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9_-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ space := $(empty) $(empty)
 table2:  ## ACL Table 2 (SCALE=cpu default | paper | smoke): run missing cells, then write results/table2.{md,csv,tex}
 	$(PY) -m prefixtune.train --multirun experiment=$(subst $(space),$(comma),$(strip $(TABLE2_CELLS))) scale=$(SCALE) $(if $(HYDRA_LAUNCHER),hydra/launcher=$(HYDRA_LAUNCHER))
 	$(PY) -m prefixtune.tables table2 --scale $(SCALE)
+
+bench:  ## speed + memory: ours vs PEFT prefix, FT, adapter, LoRA; decoding; bf16; FLOP floor -> results/bench.{md,json}
+	$(PY) -m prefixtune.bench
 
 clean:  ## remove caches and outputs (keeps data/, models/, results/)
 	rm -rf outputs multirun checkpoints .pytest_cache
