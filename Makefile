@@ -5,7 +5,7 @@ SCALE ?= cpu
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup venv data model test test-fast smoke table2 bench clean
+.PHONY: help setup venv data model test test-fast smoke table2 pelt bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9_-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,12 @@ space := $(empty) $(empty)
 table2:  ## ACL Table 2 (SCALE=cpu default | paper | smoke): run missing cells, then write results/table2.{md,csv,tex}
 	$(PY) -m prefixtune.train --multirun experiment=$(subst $(space),$(comma),$(strip $(TABLE2_CELLS))) scale=$(SCALE) $(if $(HYDRA_LAUNCHER),hydra/launcher=$(HYDRA_LAUNCHER))
 	$(PY) -m prefixtune.tables table2 --scale $(SCALE)
+
+PELT_METHODS := prefix prompt_tuning lora adapter parallel_adapter mam unipelt finetune
+PELT_SEEDS ?= 1,2
+pelt:  ## prefix-tuning beside LoRA, prompt tuning, adapters, MAM, UniPELT, FT on E2E -> results/pelt.{md,csv} + figure
+	$(PY) -m prefixtune.train --multirun experiment=$(subst $(space),$(comma),$(strip $(foreach m,$(PELT_METHODS),pelt/e2e_$(m)))) seed=$(PELT_SEEDS) scale=$(SCALE) $(if $(HYDRA_LAUNCHER),hydra/launcher=$(HYDRA_LAUNCHER))
+	$(PY) -m prefixtune.pelt --scale $(SCALE)
 
 bench:  ## speed + memory: ours vs PEFT prefix, FT, adapter, LoRA; decoding; bf16; FLOP floor -> results/bench.{md,json}
 	$(PY) -m prefixtune.bench
