@@ -34,6 +34,7 @@ VOLATILE_KEYS = (
     "hydra", "*.hydra",                   # Hydra runtime: output dir, job name, override bookkeeping
     "logger", "*.logger", "wandb", "*.wandb",  # W&B mode/project/tags, console logging
     "force",                              # the rerun switch itself
+    "output_root",                        # where the records are written, not what they hold
     "num_workers", "*.num_workers",       # data-loader processes: throughput only
     "*log_every*", "*progress_bar*",      # logging cadence and display
 )
