@@ -73,8 +73,8 @@ def test_submitit_local_launcher_runs_a_two_job_multirun(tmp_path):
 
 def test_killed_multirun_finishes_without_redoing_finished_cells(tmp_path):
     _need_data_and_java()
-    # enough steps that the second cell is still training when it is killed; checkpoints every 2 steps
-    extra = ("scale.max_steps=null", "trainer.max_steps=300", "trainer.save_every=2", "trainer.log_every=2")
+    # checkpoints every 2 steps; the kill comes at the second cell's first checkpoint, 10 steps before its end
+    extra = ("scale.max_steps=null", "trainer.max_steps=12", "trainer.save_every=2", "trainer.log_every=2")
     recs: dict[str, dict] = {}
     try:
         with open(tmp_path / "killed.log", "w") as log:
