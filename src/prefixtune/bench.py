@@ -27,6 +27,7 @@ import torch
 from omegaconf import OmegaConf
 
 from . import paths, provenance
+from .tables import write_atomic
 
 CONF = paths.REPO_ROOT / "conf"
 
@@ -362,11 +363,6 @@ def to_markdown(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -378,8 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     rep = run(cfg)
     out = paths.results_dir()
     out.mkdir(parents=True, exist_ok=True)
-    _write(out / "bench.json", json.dumps(rep, indent=1, default=float) + "\n")
-    _write(out / "bench.md", to_markdown(rep) + "\n")
+    write_atomic(out / "bench.json", json.dumps(rep, indent=1, default=float) + "\n")
+    write_atomic(out / "bench.md", to_markdown(rep) + "\n")
     print(out / "bench.md")
     return 0
 

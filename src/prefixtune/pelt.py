@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .paths import results_dir
 from .results import RunRecord, iter_records
+from .tables import write_atomic
 
 GROUP = "pelt"
 # (column, record getter, display scale, digits); E2E scorer values are fractions, shown x100 like the paper
@@ -111,12 +112,6 @@ def plot(table: list[dict], path: Path, title: str) -> None:
     os.replace(tmp, path)
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m prefixtune.pelt", description=__doc__.splitlines()[0])
@@ -130,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no finished `{GROUP}` records at scale {args.scale!r} under {args.root or results_dir()}")
     model = recs[0].config["model"].get("label", "?")
     out = Path(args.out) if args.out else results_dir()
-    _write(out / "pelt.md", to_markdown(table, args.scale, model))
-    _write(out / "pelt.csv", to_csv(table))
+    write_atomic(out / "pelt.md", to_markdown(table, args.scale, model))
+    write_atomic(out / "pelt.csv", to_csv(table))
     plot(table, out / "figures" / "pelt_quality_vs_params.png", f"E2E, {model}, {args.scale} scale")
     print(out / "pelt.md")
     return 0
