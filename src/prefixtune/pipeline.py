@@ -19,7 +19,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import paths, provenance
-from .results import RunRecord, config_hash, find_finished, overrides_digest, run_id, write_record
+from .results import (RunRecord, config_hash, find_finished, overrides_digest, read_record, record_path, run_id,
+                      write_record)
 
 log = logging.getLogger("prefixtune.pipeline")
 
@@ -75,7 +76,8 @@ def _wandb(cfg: DictConfig, rid: str, cfg_dict: dict) -> tuple[list[str], Any]:
     return ["wandb"], run
 
 
-def run(cfg: DictConfig, overrides: list[str]) -> RunRecord:
+def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> RunRecord:
+    """One cell; `isolate` (default: the config's `isolate`) runs it in a fresh child process."""
     from .backbone import load_backbone
     from .data.collate import Encoder
     from .decode import decode
@@ -94,6 +96,8 @@ def run(cfg: DictConfig, overrides: list[str]) -> RunRecord:
     if done is not None and not cfg.force:
         log.info("skip %s: finished record with config hash %s exists", rid, chash)
         return done
+    if cfg.get("isolate", False) if isolate is None else isolate:
+        return _run_isolated(cfg, overrides, chash, rid, root)
 
     t0 = time.time()
     rec = RunRecord(run_id=rid, group=cfg.group, experiment=cfg.experiment_name, status="running",
@@ -169,6 +173,23 @@ def run(cfg: DictConfig, overrides: list[str]) -> RunRecord:
         rec.fail(err if isinstance(err, Exception) else RuntimeError(repr(err)))
         write_record(rec, root=root)
         raise
+
+
+def _run_isolated(cfg: DictConfig, overrides: list[str], chash: str, rid: str, root: Path) -> RunRecord:
+    """The cell in a fresh child process (`isolate: true`, the default; see prefixtune.isolate for why)."""
+    from .isolate import run_in_child
+
+    code = run_in_child(cfg, overrides)
+    done = find_finished(chash, root=root, group=cfg.group)
+    if code == 0 and done is not None:
+        return done
+    path = record_path(cfg.group, rid, root=root)
+    why = "no record written"
+    if path.exists():
+        rec = read_record(path)
+        why = f"record status {rec.status!r}" + (f": {rec.error}" if rec.error else "")
+    how = f"exit code {code}" if code >= 0 else f"killed by signal {-code}"
+    raise RuntimeError(f"cell {rid} failed in its child process ({how}; {why}; record {path})")
 
 
 def _save_artifact(method, cfg: DictConfig, root: Path, rid: str) -> dict[str, str]:

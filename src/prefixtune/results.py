@@ -35,6 +35,7 @@ VOLATILE_KEYS = (
     "logger", "*.logger", "wandb", "*.wandb",  # W&B mode/project/tags, console logging
     "force",                              # the rerun switch itself
     "output_root",                        # where the records are written, not what they hold
+    "isolate",                            # one child process per cell or in-process: same computation
     "num_workers", "*.num_workers",       # data-loader processes: throughput only
     "*log_every*", "*progress_bar*",      # logging cadence and display
 )
