@@ -5,7 +5,7 @@ SCALE ?= cpu
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup venv data model test test-fast smoke table2 pelt bench clean
+.PHONY: help setup venv data model test test-fast smoke table2 table5 claims pelt bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9_-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -46,14 +46,26 @@ comma := ,
 empty :=
 space := $(empty) $(empty)
 
+# $(call multirun,<experiment list>,<extra overrides>): one Hydra multirun; finished cells are skipped.
+multirun = $(PY) -m prefixtune.train --multirun experiment=$(subst $(space),$(comma),$(strip $(1))) scale=$(SCALE) $(2) $(if $(HYDRA_LAUNCHER),hydra/launcher=$(HYDRA_LAUNCHER))
+
 table2:  ## ACL Table 2 (SCALE=cpu default | paper | smoke): run missing cells, then write results/table2.{md,csv,tex}
-	$(PY) -m prefixtune.train --multirun experiment=$(subst $(space),$(comma),$(strip $(TABLE2_CELLS))) scale=$(SCALE) $(if $(HYDRA_LAUNCHER),hydra/launcher=$(HYDRA_LAUNCHER))
+	$(call multirun,$(TABLE2_CELLS))
 	$(PY) -m prefixtune.tables table2 --scale $(SCALE)
+
+# ACL Table 5: the Prefix row is the Table 2 E2E prefix cell (skipped when Table 2 has it), the rest are config diffs.
+TABLE5_CELLS := table2/e2e_prefix $(foreach r,emb1 emb10 emb20 infix1 infix10 infix20,table5/e2e_$(r))
+table5:  ## ACL Table 5: embedding-only / infix vs prefix on E2E -> results/table5.{md,csv,tex}
+	$(call multirun,$(TABLE5_CELLS))
+	$(PY) -m prefixtune.tables table5 --scale $(SCALE)
+
+claims:  ## results/claims.md: every claim of the paper, judged on the records (no training)
+	$(PY) -m prefixtune.claims_report --scale $(SCALE)
 
 PELT_METHODS := prefix prompt_tuning lora adapter parallel_adapter mam unipelt finetune
 PELT_SEEDS ?= 1,2
 pelt:  ## prefix-tuning beside LoRA, prompt tuning, adapters, MAM, UniPELT, FT on E2E -> results/pelt.{md,csv} + figure
-	$(PY) -m prefixtune.train --multirun experiment=$(subst $(space),$(comma),$(strip $(foreach m,$(PELT_METHODS),pelt/e2e_$(m)))) seed=$(PELT_SEEDS) scale=$(SCALE) $(if $(HYDRA_LAUNCHER),hydra/launcher=$(HYDRA_LAUNCHER))
+	$(call multirun,$(foreach m,$(PELT_METHODS),pelt/e2e_$(m)),seed=$(PELT_SEEDS))
 	$(PY) -m prefixtune.pelt --scale $(SCALE)
 
 bench:  ## speed + memory: ours vs PEFT prefix, FT, adapter, LoRA; decoding; bf16; FLOP floor -> results/bench.{md,json}

@@ -66,6 +66,12 @@ def load_paper(path: str | Path) -> dict:
             for r in csv.DictReader(lines)}
 
 
+def groups(spec: dict) -> list[str]:
+    """The record groups a table reads: `groups` when a table borrows rows from another (Table 5's Prefix row is
+    the Table 2 E2E prefix cell), else its own `group`."""
+    return list(spec.get("groups") or [spec["group"]])
+
+
 def _key(rec: RunRecord) -> tuple[str, str]:
     """(dataset, row); the row is `config.row`, or for older records the end of `table2-e2e_prefix`."""
     ds = rec.config["data"]["name"]
@@ -104,7 +110,7 @@ def _deviations(spec: dict, scale: str, recs: list[RunRecord], order: list[tuple
 
 def build_table(spec: dict, records: Iterable[RunRecord], paper: dict, scale: str | None = None) -> Table:
     """Table of `spec` from finished records of `spec['group']` at `scale` (inferred if only one is there)."""
-    recs = [r for r in records if r.status == "finished" and r.group == spec["group"]]
+    recs = [r for r in records if r.status == "finished" and r.group in groups(spec)]
     scales = sorted({r.config["scale"]["name"] for r in recs})
     if scale is None and len(scales) > 1:
         raise ValueError(f"records of several scales {scales}: choose one")
@@ -288,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = load_spec(args.name)
     paper = load_paper(args.paper or REPO_ROOT / spec["paper_csv"])
-    table = build_table(spec, iter_records(args.root, spec["group"], strict=False), paper, args.scale)
+    recs = [r for g in groups(spec) for r in iter_records(args.root, g, strict=False)]
+    table = build_table(spec, recs, paper, args.scale)
     out = args.out or args.root or results_dir()
     for ext, render in (("md", to_markdown), ("csv", to_csv), ("tex", to_latex)):
         print(write_atomic(out / f"{spec['name']}.{ext}", render(table)))

@@ -1,0 +1,160 @@
+"""`results/claims.md`: every claim of the paper with the paper's evidence, our measurement and a verdict.
+
+A pure function of the records (and of `results/bench.json` for the speed/memory claims) and of conf/claims.yaml.
+Claims that a results table judges are delegated to that table (`prefixtune.tables` + `prefixtune.claims`), so the
+rule and its threshold live once, in conf/table/<name>.yaml. A claim without records is "inconclusive (not run)"
+and names the target that would judge it. `python -m prefixtune.claims_report [--scale cpu] [--root R] [--out O]`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import tables
+from .claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+from .paths import REPO_ROOT, results_dir
+from .results import iter_records
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    id: str
+    source: str
+    statement: str
+    paper: str
+    ours: str
+    verdict: str
+    why: str
+
+
+def load_spec(path: Path | None = None) -> dict:
+    return yaml.safe_load((path or REPO_ROOT / "conf" / "claims.yaml").read_text(encoding="utf-8"))
+
+
+def _table_claim(item: dict, root: Path | None, scale: str | None, cache: dict) -> Row:
+    name, cid = item["judge"]["table"], item["judge"]["claim"]
+    if name not in cache:
+        spec = tables.load_spec(name)
+        recs = [r for g in tables.groups(spec) for r in iter_records(root, g, strict=False)]
+        cache[name] = tables.build_table(spec, recs, tables.load_paper(REPO_ROOT / spec["paper_csv"]), scale)
+    table = cache[name]
+    found = [c for c in table.claims if c.id == cid]
+    if not found:
+        raise KeyError(f"conf/claims.yaml: claim {cid!r} is not in conf/table/{name}.yaml (claims.items)")
+    cl = found[0]
+    d = cl.ours.diff
+    ours = "incomplete" if d is None else f"diff {d.mean:+.2f}" + (f" ± {d.se:.2f} (se)" if d.se is not None else
+                                                               " (one seed)")
+    paper = item["paper"] + ("" if cl.paper is None else f"; the rule on the paper's numbers: {cl.paper:+.2f}")
+    why = cl.ours.reason + ("" if d is not None else f" (run `make {name}`)")
+    return Row(item["id"], item["source"], cl.statement, paper, f"{ours} [{name}]", cl.ours.verdict, why)
+
+
+def _stored_claim(item: dict, root: Path | None, scale: str | None) -> Row:
+    j = item["judge"]["stored_pct"]
+    recs = [r for r in iter_records(root, j["group"]) if r.config.get("row") == j["row"]
+            and (scale is None or r.config["scale"]["name"] == scale) and "__o" not in r.run_id]
+    if not recs:
+        return Row(item["id"], item["source"], _one_line(item["statement"]), item["paper"], "not run", INCONCLUSIVE,
+                   f"no finished {j['group']} {j['row']} records (run `make {j['group']}`)")
+    parts = {r.config["data"]["name"]: r.params for r in recs}
+    ours = "; ".join(f"{ds} {p['stored']:,} stored = {p['stored_pct']:.3f}%" for ds, p in parts.items())
+    worst = max(p["stored_pct"] for p in parts.values())
+    ok = worst <= float(j["max"])
+    why = (f"largest stored share {worst:.3f}% {'<=' if ok else '>'} {float(j['max']):g}% (a parameter count: "
+           f"no seed spread); the share depends on the backbone ({recs[0].config['model']['label']}: "
+           f"grouped-query attention stores fewer key/value numbers per layer than GPT-2)")
+    return Row(item["id"], item["source"], _one_line(item["statement"]), item["paper"], ours,
+               REPRODUCED if ok else NOT_REPRODUCED, why)
+
+
+def _bench_claim(item: dict, root: Path | None) -> Row:
+    j = item["judge"]["bench"]
+    path = (root or results_dir()) / "bench.json"
+    statement = _one_line(item["statement"])
+    if not path.exists():
+        return Row(item["id"], item["source"], statement, item["paper"], "not run", INCONCLUSIVE,
+                   f"{path.name} not found (run `make bench`)")
+    rep = json.loads(path.read_text(encoding="utf-8"))
+    ratios = {}
+    for model in rep["settings"]["models"]:
+        part = rep[model][j["what"]]
+        if j["a"] in part and j["b"] in part:
+            ratios[model] = float(part[j["a"]][j["key"]]) / float(part[j["b"]][j["key"]])
+    if not ratios:
+        return Row(item["id"], item["source"], statement, item["paper"], "not measured", INCONCLUSIVE,
+                   f"bench.json has no {j['what']} results for both {j['a']} and {j['b']}")
+    ours = "; ".join(f"{m}: {j['a']}/{j['b']} {j['key']} = {r:.2f}" for m, r in ratios.items())
+    if "above" in j:
+        ok, rule = all(r > float(j["above"]) for r in ratios.values()), f"> {float(j['above']):g}"
+    else:
+        ok, rule = all(r < float(j["below"]) for r in ratios.values()), f"< {float(j['below']):g}"
+    why = (f"every ratio {rule}" if ok else f"not every ratio {rule}") + \
+        f" (bench.json: median over {rep['settings'].get('timed_steps', '?')} timed steps; CPU, not the paper's GPU)"
+    return Row(item["id"], item["source"], statement, item["paper"], ours, REPRODUCED if ok else NOT_REPRODUCED,
+               why)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def build(spec: dict, root: Path | None = None, scale: str | None = None) -> list[Row]:
+    cache: dict = {}
+    rows = []
+    for item in spec["items"]:
+        judge = item["judge"]
+        if "table" in judge:
+            rows.append(_table_claim(item, root, scale, cache))
+        elif "stored_pct" in judge:
+            rows.append(_stored_claim(item, root, scale))
+        elif "bench" in judge:
+            rows.append(_bench_claim(item, root))
+        elif "pending" in judge:
+            rows.append(Row(item["id"], item["source"], _one_line(item["statement"]), item["paper"], "not run",
+                            INCONCLUSIVE, f"not run yet: `{judge['pending']}`"
+                            + (f"; {_one_line(judge['note'])}" if judge.get("note") else "")))
+        else:
+            raise ValueError(f"conf/claims.yaml: claim {item['id']!r} has an unknown judge {sorted(judge)}")
+    return rows
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def to_markdown(rows: list[Row], scale: str | None) -> str:
+    counts = {v: sum(r.verdict == v for r in rows) for v in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)}
+    out = ["# The paper's claims, judged on our records", "",
+           f"Generated by `make claims` (`python -m prefixtune.claims_report`) from `results/runs/` and "
+           f"`results/bench.json`; claim list: `conf/claims.yaml`, rules: `conf/table/*.yaml`. Scale: "
+           f"{scale or 'as recorded'}. **Our measurements at this scale, not the paper's numbers**; the paper's "
+           f"evidence is quoted from `reference/paper.md`.", "",
+           "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", "",
+           "| # | claim | source | paper's evidence | ours | verdict | why |", "|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(rows, 1):
+        out.append("| " + " | ".join(_cell(x) for x in (str(i), r.statement, r.source, r.paper, r.ours,
+                                                            f"**{r.verdict}**", r.why)) + " |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser("prefixtune.claims_report", description="writes <out>/claims.md")
+    p.add_argument("--scale", help="cpu | paper | smoke (default: the one scale present in each table)")
+    p.add_argument("--root", type=Path, help="results folder with runs/ and bench.json (default: results/)")
+    p.add_argument("--out", type=Path, help="output folder (default: the results folder)")
+    p.add_argument("--spec", type=Path, help="claims list (default: conf/claims.yaml)")
+    args = p.parse_args(argv)
+    rows = build(load_spec(args.spec), args.root, args.scale)
+    out = args.out or args.root or results_dir()
+    print(tables.write_atomic(out / "claims.md", to_markdown(rows, args.scale)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

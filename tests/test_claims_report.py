@@ -1,0 +1,112 @@
+"""Table 5 (borrowing its Prefix row from Table 2) and `results/claims.md`, from records built here.
+
+Known numbers in, known verdicts out: two seeds with a clear gap -> reproduced; a reversed gap -> not reproduced;
+one seed -> inconclusive; no records -> inconclusive (not run) naming the target; bench ratios judged both ways.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from prefixtune import claims_report, tables
+from prefixtune.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+from prefixtune.paths import REPO_ROOT
+from prefixtune.results import RunRecord, write_record
+
+# E2E BLEU (fraction) per (group, row) and seed: prefix 0.62/0.63, infix10 below it by ~3, emb10 far below
+BLEU = {("table2", "prefix"): [0.62, 0.63], ("table5", "infix10"): [0.59, 0.60], ("table5", "emb10"): [0.50],
+        ("table5", "emb1"): [0.40], ("table5", "infix1"): [0.61], ("table5", "emb20"): [0.49],
+        ("table5", "infix20"): [0.58]}
+
+
+def _rec(group: str, row: str, seed: int, bleu: float, ds: str = "e2e", stored_pct: float = 0.043) -> RunRecord:
+    exp = f"{group}-{ds}_{row}"
+    cfg = {"experiment_name": exp, "group": group, "row": row, "seed": seed, "data": {"name": ds},
+           "model": {"name": "smollm2_135m", "label": "SmolLM2-135M"}, "method": {"reparam": "mlp"},
+           "scale": {"name": "cpu", "label": "cpu", "max_train_examples": 2000, "max_steps": 100, "lr_scale": 10.0,
+                     "max_decode_groups": 100}, "trainer": {"bf16": True}}
+    rec = RunRecord(run_id=f"{exp}__cpu__s{seed}", group=group, experiment=exp, config=cfg,
+                    params={"trainable_pct": 4.6, "stored_pct": stored_pct, "stored": 57600},
+                    created_at="2026-01-01T00:00:00+00:00")
+    rec.finish({"test/bleu": bleu, "test/nist": 8.0, "test/meteor": 0.4, "test/rouge_l": 0.65, "test/cider": 2.0})
+    return rec
+
+
+@pytest.fixture
+def root(tmp_path):
+    for (group, row), vals in BLEU.items():
+        for seed, v in enumerate(vals, 1):
+            write_record(_rec(group, row, seed, v), root=tmp_path)
+    # a Table 2 row that Table 5 must not show, and a WebNLG prefix cell (stored share over the limit)
+    write_record(_rec("table2", "finetune", 1, 0.64), root=tmp_path)
+    write_record(_rec("table2", "prefix", 1, 0.3, ds="webnlg", stored_pct=0.2), root=tmp_path)
+    return tmp_path
+
+
+def test_table5_takes_its_prefix_row_from_table2(root, tmp_path):
+    out = tmp_path / "out"
+    assert tables.main(["table5", "--scale", "cpu", "--root", str(root), "--out", str(out)]) == 0
+    md = (out / "table5.md").read_text()
+    assert "| Prefix (L=5) | ours | 2 | 4.6 | 0.043 | 62.5 ± 0.7 |" in md, md
+    assert "| EMB-10 | ours | 1 |" in md and "| INFIX-20 | ours | 1 |" in md
+    assert "FT-full" not in md  # only the rows of the spec
+    assert "| EMB-1 | paper (ACL) |  |  |  | 48.1 |" in md  # the paper's number, in its own line
+
+
+def test_claims_verdicts_follow_the_numbers(root, tmp_path):
+    (root / "bench.json").write_text(json.dumps({
+        "settings": {"models": ["a", "b"], "timed_steps": 3},
+        "a": {"train": {"prefix": {"tokens_per_s": 130.0}, "finetune": {"tokens_per_s": 100.0}},
+              "memory": {"prefix": {"peak_mb": 700.0}, "finetune": {"peak_mb": 1000.0}}},
+        "b": {"train": {"prefix": {"tokens_per_s": 90.0}, "finetune": {"tokens_per_s": 100.0}},
+              "memory": {"prefix": {"peak_mb": 500.0}, "finetune": {"peak_mb": 1000.0}}}}))
+    rows = {r.id: r for r in claims_report.build(claims_report.load_spec(), root, "cpu")}
+    # prefix (2 seeds) vs infix10 (2 seeds): +3.0, se sqrt(0.5² + 0.5²) = 0.71; +3.0 - 2·0.71 > +1.0
+    assert rows["prefix_vs_infix"].verdict == REPRODUCED, rows["prefix_vs_infix"].why
+    assert rows["prefix_vs_infix"].ours.startswith("diff +3.00 ± 0.71 (se)"), rows["prefix_vs_infix"].ours
+    # emb10 has one seed: no spread estimate, whatever the gap
+    assert rows["prefix_vs_embedding"].verdict == INCONCLUSIVE and "one seed" in rows["prefix_vs_embedding"].why
+    # Table 2 has no DART (and no adapter) records: inconclusive, naming what is missing and the target
+    assert rows["prefix_vs_adapter01"].verdict == INCONCLUSIVE and "make table2" in rows["prefix_vs_adapter01"].why
+    # the WebNLG prefix record stores 0.2% > 0.1%
+    assert rows["stored_share"].verdict == NOT_REPRODUCED and "0.200%" in rows["stored_share"].why
+    # model b trains the prefix slower than FT; memory ratios 0.7 and 0.5 are not all below 0.6
+    assert rows["train_speed"].verdict == NOT_REPRODUCED and "b: prefix/finetune tokens_per_s = 0.90" in \
+        rows["train_speed"].ours
+    assert rows["train_memory"].verdict == NOT_REPRODUCED
+    assert rows["lowdata"].verdict == INCONCLUSIVE and "make fig3" in rows["lowdata"].why
+    md = claims_report.to_markdown(list(rows.values()), "cpu")
+    assert md.count("\n| ") == len(rows) + 1 and "not the paper's numbers" in md
+
+
+def test_claims_pass_when_they_should(root):
+    (root / "bench.json").write_text(json.dumps({
+        "settings": {"models": ["a"]}, "a": {"train": {"prefix": {"tokens_per_s": 130.0},
+                                                       "finetune": {"tokens_per_s": 100.0}},
+                                             "memory": {"prefix": {"peak_mb": 400.0},
+                                                        "finetune": {"peak_mb": 1000.0}}}}))
+    (root / "runs" / "table2" / "table2-webnlg_prefix__cpu__s1.json").unlink()
+    rows = {r.id: r for r in claims_report.build(claims_report.load_spec(), root, "cpu")}
+    assert rows["stored_share"].verdict == REPRODUCED
+    assert rows["train_speed"].verdict == REPRODUCED and rows["train_memory"].verdict == REPRODUCED
+
+
+def test_no_bench_and_unknown_claims_are_reported(root, tmp_path):
+    rows = {r.id: r for r in claims_report.build(claims_report.load_spec(), root, "cpu")}
+    assert rows["train_speed"].verdict == INCONCLUSIVE and "make bench" in rows["train_speed"].why
+    bad = {"items": [{"id": "x", "source": "s", "paper": "p", "judge": {"table": "table5", "claim": "nope"}}]}
+    with pytest.raises(KeyError, match="claim 'nope' is not in conf/table/table5.yaml"):
+        claims_report.build(bad, root, "cpu")
+    with pytest.raises(ValueError, match="claim 'y' has an unknown judge"):
+        claims_report.build({"items": [{"id": "y", "source": "s", "paper": "p", "statement": "t",
+                                        "judge": {"magic": 1}}]}, root, "cpu")
+
+
+def test_every_table_claim_in_the_list_exists():
+    spec = claims_report.load_spec()
+    for item in spec["items"]:
+        if "table" in item["judge"]:
+            ids = [c["id"] for c in tables.load_spec(item["judge"]["table"])["claims"]["items"]]
+            assert item["judge"]["claim"] in ids, item
+    assert (REPO_ROOT / "conf" / "claims.yaml").is_file()
