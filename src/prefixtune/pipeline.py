@@ -232,7 +232,12 @@ def load_artifact(path: str | Path):
 
     path = Path(path)
     meta = json.loads((path / "config.json").read_text())
-    bb = load_backbone(OmegaConf.create(meta["model"]))
+    model = dict(meta["model"])
+    if model.get("path") and not Path(model["path"]).exists():
+        # artefacts record the absolute model path of the machine that trained them; local caches live in
+        # paths.models_dir() under the same folder name on every machine (conf/model/*.yaml)
+        model["path"] = str(paths.models_dir() / Path(model["path"]).name)
+    bb = load_backbone(OmegaConf.create(model))
     method = build_method(bb, OmegaConf.create(meta["method"]))
     method.load_export(load_file(str(path / "weights.safetensors")))
     method.eval()

@@ -20,7 +20,7 @@ import tempfile
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from prefixtune.paths import results_dir
 
@@ -305,6 +305,25 @@ def iter_records(root: Path | str | None = None, group: str | None = None, statu
             warnings.warn(f"skipping invalid record: {rec}", stacklevel=2)
         elif status is None or rec.status == status:
             yield rec
+
+
+def frame(records: Iterable[RunRecord]):
+    """One row per record as a pandas DataFrame (for notebooks and ad-hoc plots): identity columns, parameter
+    shares, timings, peak memory and every metric under its record key (e.g. `test/bleu`)."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        c = r.config
+        rows.append({"group": r.group, "experiment": r.experiment, "run_id": r.run_id, "status": r.status,
+                     "row": c.get("row"), "dataset": c.get("data", {}).get("name"),
+                     "method": c.get("method", {}).get("name"), "seed": c.get("seed"),
+                     "scale": c.get("scale", {}).get("name"), "model": c.get("model", {}).get("label"),
+                     "variant": "__o" in r.run_id,
+                     **{k: r.params.get(k) for k in ("trainable_pct", "stored_pct", "trainable", "stored")},
+                     **{k: r.timing.get(k) for k in ("train_s", "decode_s", "score_s", "wall_s")},
+                     "peak_rss_mb": r.memory.get("peak_rss_mb"), **r.metrics})
+    return pd.DataFrame(rows)
 
 
 def find_finished(config_hash: str, root: Path | str | None = None,

@@ -44,6 +44,9 @@ class KVProvider:
     def __init__(self) -> None:
         self.state = KVState()
         self.enabled = True
+        # analysis only (prefixtune.analysis): site -> list of (B, H_q, q) attention mass on the prefix positions,
+        # one entry per forward call; None (the default) skips the extra softmax entirely
+        self.observe: dict[tuple[str, int], list[torch.Tensor]] | None = None
 
     def reset(self) -> None:
         self.state = KVState()
@@ -107,7 +110,21 @@ def prefix_attention(module, query, key, value, attention_mask, **kwargs):
         key = torch.cat([pk.expand(batch, -1, -1, -1), key], dim=2)
         value = torch.cat([pv.expand(batch, -1, -1, -1), value], dim=2)
         kwargs["is_causal"] = False
+        if provider.observe is not None:
+            provider.observe.setdefault(site, []).append(
+                _prefix_mass(query, key, attention_mask, length, kwargs.get("scaling")))
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+@torch.no_grad()
+def _prefix_mass(query, key, mask, length: int, scaling: float | None) -> torch.Tensor:
+    """(B, H_q, q): the softmax attention probability each query puts on the first `length` keys (the prefix),
+    computed as SDPA would (grouped-query heads share their key/value head)."""
+    k = key.repeat_interleave(query.shape[1] // key.shape[1], dim=1)
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    scores = (query.float() @ k.float().transpose(-1, -2)) * scale
+    probs = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+    return probs[..., :length].sum(-1).cpu()
 
 
 AttentionInterface.register(IMPL, prefix_attention)

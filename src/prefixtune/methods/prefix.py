@@ -211,7 +211,12 @@ class PrefixTuning(Method):
         if self.depth == "embedding":
             target = self.model.get_input_embeddings()(ids)[0]
         else:
-            cap = self._capture(input_ids=ids)
+            was_training = self.model.training
+            self.model.eval()  # the words' real activations, without dropout (a model built from a config is in
+            try:               # train mode; from_pretrained ones are already in eval mode)
+                cap = self._capture(input_ids=ids)
+            finally:
+                self.model.train(was_training)
             n = self.backbone.n_layer
             kv = torch.stack([torch.stack(cap[("self", i)]) for i in range(n)])
             target = self._from_layers(kv)
