@@ -316,7 +316,7 @@ def frame(records: Iterable[RunRecord]):
     for r in records:
         c = r.config
         rows.append({"group": r.group, "experiment": r.experiment, "run_id": r.run_id, "status": r.status,
-                     "row": c.get("row"), "dataset": c.get("data", {}).get("name"),
+                     "row": c.get("row"), "label": _label(c), "dataset": c.get("data", {}).get("name"),
                      "method": c.get("method", {}).get("name"), "seed": c.get("seed"),
                      "scale": c.get("scale", {}).get("name"), "model": c.get("model", {}).get("label"),
                      "variant": "__o" in r.run_id,
@@ -324,6 +324,21 @@ def frame(records: Iterable[RunRecord]):
                      **{k: r.timing.get(k) for k in ("train_s", "decode_s", "score_s", "wall_s")},
                      "peak_rss_mb": r.memory.get("peak_rss_mb"), **r.metrics})
     return pd.DataFrame(rows)
+
+
+def _label(cfg: dict) -> str:
+    """A short name for what a run trained: its table row, else the method and what sets it apart."""
+    if cfg.get("row"):
+        return str(cfg["row"])
+    m = cfg.get("method", {})
+    parts = [str(m.get("name", "?"))]
+    parts += [str(m[k]) for k, plain in (("depth", "all_layers"), ("position", "prefix")) if m.get(k, plain) != plain]
+    if m.get("length") is not None:
+        parts.append(f"L={m['length']}")
+    init = m.get("init") or {}
+    if init.get("kind", "random") != "random":
+        parts.append(f"init {init.get('words') or init['kind']}")
+    return " ".join(parts)
 
 
 def find_finished(config_hash: str, root: Path | str | None = None,
