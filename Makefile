@@ -5,7 +5,7 @@ SCALE ?= cpu
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup venv data model test test-fast smoke table2 table5 claims pelt bench clean
+.PHONY: help setup venv data model test test-fast smoke table2 table5 fig4 claims pelt bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9_-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,13 @@ TABLE5_CELLS := table2/e2e_prefix $(foreach r,emb1 emb10 emb20 infix1 infix10 in
 table5:  ## ACL Table 5: embedding-only / infix vs prefix on E2E -> results/table5.{md,csv,tex}
 	$(call multirun,$(TABLE5_CELLS))
 	$(PY) -m prefixtune.tables table5 --scale $(SCALE)
+
+# ACL Figure 4: the Table 2 prefix cell of FIG4_DATA (dart as in the paper's plot, or e2e) swept over the length.
+FIG4_DATA ?= dart
+FIG4_LENGTHS ?= 1,5,10,20,40
+fig4:  ## ACL Figure 4: prefix-length sweep (Hydra --multirun over method.length) -> results/fig4.{md,csv} + PNG
+	$(call multirun,fig4/$(FIG4_DATA)_prefix,method.length=$(FIG4_LENGTHS))
+	$(PY) -m prefixtune.sweeps fig4 --scale $(SCALE)
 
 claims:  ## results/claims.md: every claim of the paper, judged on the records (no training)
 	$(PY) -m prefixtune.claims_report --scale $(SCALE)

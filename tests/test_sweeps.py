@@ -1,0 +1,62 @@
+"""ACL Figure 4 (prefix length) from records: points per (dataset, length), CSV/markdown/PNG, and a real Hydra
+`--multirun` over `method.length` on the tiny GPT-2 whose records the figure is then built from."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from prefixtune import paths, sweeps
+from prefixtune.results import RunRecord, write_record
+
+
+def _rec(length: int, seed: int, bleu: float, ds: str = "dart") -> RunRecord:
+    cfg = {"group": "fig4", "seed": seed, "data": {"name": ds}, "method": {"length": length},
+           "scale": {"name": "cpu"}, "model": {"label": "SmolLM2-135M"}}
+    rec = RunRecord(run_id=f"fig4-{ds}_prefix__cpu__s{seed}__o{length:08x}", group="fig4",
+                    experiment=f"fig4-{ds}_prefix", config=cfg)
+    return rec.finish({"test/bleu": bleu, "test/ter": 0.5 - bleu / 1000, "train/loss": 2.0 - length / 100})
+
+
+def test_points_csv_markdown_and_plot(tmp_path):
+    for length, vals in {1: [40.0, 41.0], 10: [45.0, 46.0], 40: [44.0]}.items():
+        for seed, v in enumerate(vals, 1):
+            write_record(_rec(length, seed, v), root=tmp_path)
+    write_record(_rec(5, 1, 0.6, ds="e2e"), root=tmp_path)  # E2E BLEU is a fraction: shown x100
+    assert sweeps.main(["fig4", "--scale", "cpu", "--root", str(tmp_path)]) == 0
+    md = (tmp_path / "fig4.md").read_text()
+    assert "| 10 | 2 | 45.50 ± 0.71 |" in md and "| 40 | 1 | 44.00 |" in md, md
+    assert "| 5 | 1 | 60.00 |" in md and "not the paper's numbers" in md
+    rows = (tmp_path / "fig4.csv").read_text().splitlines()
+    assert rows[0].startswith("dataset,method.length,n_runs,BLEU_mean") and len(rows) == 5
+    png = tmp_path / "figures" / "fig4_prefix_length.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sweeps.main(["fig4", "--scale", "paper", "--root", str(tmp_path)]) == 1  # nothing at that scale
+
+
+@pytest.mark.integration
+def test_fig4_from_a_real_length_multirun(tmp_path):
+    if not (paths.data_dir() / "e2e").is_dir() or shutil.which("java") is None:
+        pytest.skip("needs the prepared E2E data and Java (make setup)")
+    group = f"fig4_test_{os.getpid()}"
+    cmd = [sys.executable, "-m", "prefixtune.train", "--multirun", "experiment=fig4/e2e_prefix", "method.length=1,3",
+           "scale=tiny", "logger.mode=disabled", f"group={group}", f"output_root={tmp_path}",
+           "scale.max_steps=null", "trainer.max_steps=2", "trainer.log_every=1", "trainer.save_every=2",
+           "scale.max_decode_groups=2", "scale.max_dev_decode_groups=1", "decode.max_new_tokens=8",
+           f"hydra.sweep.dir={tmp_path / 'multirun'}"]
+    try:
+        res = subprocess.run(cmd, cwd=paths.REPO_ROOT, capture_output=True, text=True, timeout=900,
+                             env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"})
+        assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    finally:
+        shutil.rmtree(paths.REPO_ROOT / "checkpoints" / group, ignore_errors=True)
+    from prefixtune.results import iter_records
+
+    recs = list(iter_records(tmp_path, group))
+    pts = sweeps.points(recs, group, "method.length", sweeps.FIGURES["fig4"][2], "tiny")
+    assert [(p["dataset"], p["x"], p["n"]) for p in pts] == [("e2e", 1, 1), ("e2e", 3, 1)]
+    stored = {r.config["method"]["length"]: r.params["stored"] for r in recs}
+    assert stored[3] == 3 * stored[1] > 0  # the stored prefix grows linearly with its length
