@@ -110,3 +110,18 @@ def test_every_table_claim_in_the_list_exists():
             ids = [c["id"] for c in tables.load_spec(item["judge"]["table"])["claims"]["items"]]
             assert item["judge"]["claim"] in ids, item
     assert (REPO_ROOT / "conf" / "claims.yaml").is_file()
+
+
+def test_prefix_length_claim_from_the_sweep(root):
+    from test_sweeps import _rec as sweep_rec
+
+    rows = {r.id: r for r in claims_report.build(claims_report.load_spec(), root, "cpu")}
+    assert rows["prefix_length"].verdict == INCONCLUSIVE and "make fig4" in rows["prefix_length"].why
+    for length, vals in {1: [40.0, 41.0], 10: [45.0, 46.0], 40: [44.0, 44.5]}.items():
+        for seed, v in enumerate(vals, 1):
+            write_record(sweep_rec(length, seed, v), root=root)
+    row = {r.id: r for r in claims_report.build(claims_report.load_spec(), root, "cpu")}["prefix_length"]
+    assert row.verdict == REPRODUCED and "peak at method.length=10" in row.why, row
+    write_record(sweep_rec(40, 3, 60.0), root=root)  # now the longest prefix is best: no drop
+    row = {r.id: r for r in claims_report.build(claims_report.load_spec(), root, "cpu")}["prefix_length"]
+    assert row.verdict == NOT_REPRODUCED and "an end point" in row.why, row

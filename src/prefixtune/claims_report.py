@@ -100,6 +100,35 @@ def _bench_claim(item: dict, root: Path | None) -> Row:
                why)
 
 
+def _sweep_claim(item: dict, root: Path | None, scale: str | None) -> Row:
+    """"Quality rises with x up to a threshold, then drops slightly": the best x must be an interior point whose
+    mean beats the smallest x by more than `tolerance`; judged only with >= 2 seeds at every point."""
+    from . import sweeps
+
+    j = item["judge"]["sweep"]
+    group, key, metrics = sweeps.FIGURES[j["figure"]]
+    pts = [p for p in sweeps.points(list(iter_records(root, group, strict=False)), group, key, metrics,
+                                    scale or "cpu") if p["dataset"] == j["dataset"] and p[j["metric"]][0] is not None]
+    statement = _one_line(item["statement"])
+    if len(pts) < 3:
+        return Row(item["id"], item["source"], statement, item["paper"], "not run" if not pts else
+                   f"{len(pts)} point(s)", INCONCLUSIVE, f"fewer than 3 {key} values on {j['dataset']} "
+                   f"(run `make {j['figure']}`)")
+    means = {p["x"]: p[j["metric"]][0] for p in pts}
+    best = max(means, key=means.get)
+    ours = f"{j['dataset']} {j['metric']}: " + ", ".join(f"{x}: {m:.2f}" for x, m in means.items())
+    interior = min(means) < best < max(means)
+    gain = means[best] - means[min(means)]
+    lean = REPRODUCED if interior and gain > float(j["tolerance"]) else NOT_REPRODUCED
+    shape = (f"peak at {key}={best} (paper: {j['paper_peak']}), {'+' if gain >= 0 else ''}{gain:.2f} over "
+             f"{key}={min(means)}, {'an interior' if interior else 'an end'} point")
+    singles = [p["x"] for p in pts if p[j["metric"]][2] < 2]
+    if singles:
+        return Row(item["id"], item["source"], statement, item["paper"], ours, INCONCLUSIVE,
+                   f"one seed at {key}={singles} (no spread estimate); {shape} points to '{lean}'")
+    return Row(item["id"], item["source"], statement, item["paper"], ours, lean, shape)
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -113,6 +142,8 @@ def build(spec: dict, root: Path | None = None, scale: str | None = None) -> lis
             rows.append(_table_claim(item, root, scale, cache))
         elif "stored_pct" in judge:
             rows.append(_stored_claim(item, root, scale))
+        elif "sweep" in judge:
+            rows.append(_sweep_claim(item, root, scale))
         elif "bench" in judge:
             rows.append(_bench_claim(item, root))
         elif "pending" in judge:
