@@ -5,7 +5,7 @@ SCALE ?= cpu
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup venv data model test test-fast smoke table2 table5 fig4 claims pelt bench clean
+.PHONY: help setup venv data model test test-fast smoke table2 table3 table5 fig4 claims pelt bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9_-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,12 @@ TABLE5_CELLS := table2/e2e_prefix $(foreach r,emb1 emb10 emb20 infix1 infix10 in
 table5:  ## ACL Table 5: embedding-only / infix vs prefix on E2E -> results/table5.{md,csv,tex}
 	$(call multirun,$(TABLE5_CELLS))
 	$(PY) -m prefixtune.tables table5 --scale $(SCALE)
+
+# ACL Table 3: BART-large on the full XSUM at paper scale; offline, SmolLM2 on the fixed XSUM test-sample split.
+TABLE3_CELLS := $(foreach r,finetune prefix prefix01,table3/xsum_$(if $(filter paper,$(SCALE)),,sample_)$(r))
+table3:  ## ACL Table 3: XSUM prefix (2%, 0.1%) vs FT (offline: the fixed test-sample split) -> results/table3.*
+	$(call multirun,$(TABLE3_CELLS))
+	$(PY) -m prefixtune.tables table3 --scale $(SCALE)
 
 # ACL Figure 4: the Table 2 prefix cell of FIG4_DATA (dart as in the paper's plot, or e2e) swept over the length.
 FIG4_DATA ?= dart
