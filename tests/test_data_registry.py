@@ -22,6 +22,7 @@ def test_public_api():
         "sample_train",
         "sample_dev",
         "sample_test",
+        *(f"{kind}_{part}" for kind in ("news_to_sports", "within_news") for part in ("train", "dev", "test")),
     )
     assert Pair("a", "b") == Pair(source="a", target="b")
 

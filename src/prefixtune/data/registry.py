@@ -16,6 +16,7 @@ from .e2e import load_e2e
 from .types import DataError, Split
 from .webnlg import load_webnlg
 from .xsum import FULL_SPLITS, SAMPLE_SPLITS, load_xsum
+from .xsum_topics import KINDS as TOPIC_KINDS
 
 __all__ = ["load_split", "DATASETS", "DatasetInfo", "dataset_names", "split_names"]
 
@@ -54,9 +55,10 @@ DATASETS: dict[str, DatasetInfo] = {
     "xsum": DatasetInfo(
         "xsum",
         load_xsum,
-        tuple(FULL_SPLITS) + tuple(SAMPLE_SPLITS),
+        tuple(FULL_SPLITS) + tuple(SAMPLE_SPLITS) + tuple(f"{k}_{p}" for k in TOPIC_KINDS for p in FULL_SPLITS),
         "summarization",
-        "train/dev/test need the full corpus (hub or $PREFIXTUNE_XSUM); sample_* are offline",
+        "train/dev/test need the full corpus (hub or $PREFIXTUNE_XSUM); sample_* are offline; "
+        "news_to_sports_* / within_news_* also need the article URLs ($PREFIXTUNE_XSUM_URLS)",
     ),
 }
 

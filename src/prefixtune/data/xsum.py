@@ -32,6 +32,7 @@ import os
 import socket
 from pathlib import Path
 
+from . import xsum_topics
 from .types import DataError, Group, Pair, Split, iter_lines, require_file
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 SAMPLE_FILE = "test.sample1000.jsonl.xz"
+URLS_FILE = "XSum-WebArxiveUrls.txt"  # not in the offline data; users with it get the topic splits
 SAMPLE_SPLITS = {
     "sample1000": (0, 1000),
     "sample_train": (0, 800),
@@ -95,8 +97,19 @@ def load_xsum(split: str, data_dir: Path, source: str | os.PathLike | None = Non
     if split in FULL_SPLITS:
         records, origin = load_xsum_records(split, source)
         return _to_split(split, records, (origin,))
+    for kind in xsum_topics.KINDS:  # extrapolation splits, e.g. news_to_sports_train (ACL Table 4)
+        part = split[len(kind) + 1:] if split.startswith(kind + "_") else None
+        if part in FULL_SPLITS:
+            urls = Path(os.environ.get("PREFIXTUNE_XSUM_URLS") or Path(data_dir) / "xsum" / URLS_FILE)
+            if not urls.is_file():
+                raise DataError(f"{urls}: the XSUM article URLs (EdinburghNLP/XSum {URLS_FILE}) are needed for the "
+                                f"{kind} split; set PREFIXTUNE_XSUM_URLS to the file")
+            records, origin = load_xsum_records(part, source)
+            chosen = xsum_topics.select(kind, part, records, xsum_topics.read_urls(urls))
+            return _to_split(split, chosen, (origin, str(urls)))
+    extra = [f"{k}_{p}" for k in xsum_topics.KINDS for p in FULL_SPLITS]
     raise DataError(
-        f"xsum has no split {split!r}; choose one of {sorted(FULL_SPLITS) + sorted(SAMPLE_SPLITS)}"
+        f"xsum has no split {split!r}; choose one of {sorted(FULL_SPLITS) + sorted(SAMPLE_SPLITS) + extra}"
     )
 
 
