@@ -17,7 +17,7 @@ import itertools
 import pytest
 from omegaconf import OmegaConf
 
-from prefixtune.methods import adapter, finetune, prefix  # noqa: F401  (fill the registry)
+from prefixtune.methods import adapter, combo, finetune, lora, parallel_adapter, prefix  # noqa: F401  (registration)
 from prefixtune.methods.base import REGISTRY
 from prefixtune.paths import REPO_ROOT
 
@@ -44,6 +44,19 @@ def _defaults_override(cfg, group: str) -> str | None:
                 if key.replace("override ", "").strip().lstrip("/") == group:
                     return value
     return None
+
+
+def _experiment(name: str):
+    """An experiment file merged over the experiment it builds on (`- /experiment/<parent>` in its defaults),
+    with the defaults lists concatenated child first, so `_defaults_override` sees the child's overrides first."""
+    exp = _yaml("experiment", name)
+    parents = [d for d in exp.get("defaults") or [] if isinstance(d, str) and d.startswith("/experiment/")]
+    for parent in parents:
+        base = _experiment(parent.removeprefix("/experiment/"))
+        defaults = list(exp.get("defaults") or []) + list(base.get("defaults") or [])
+        exp = OmegaConf.merge(base, exp)
+        exp.defaults = defaults
+    return exp
 
 
 def method_registry_name(stem: str) -> str:
@@ -109,7 +122,7 @@ def test_compose_experiment(compose_cfg, experiment, scale, model):
     overrides = [f"experiment={experiment}", f"scale={scale}"] + ([f"model={model}"] if model else [])
     resolved = OmegaConf.to_container(compose_cfg(*overrides), resolve=True)
     _common_checks(resolved)
-    exp = _yaml("experiment", experiment)
+    exp = _experiment(experiment)
     assert resolved["experiment_name"] == exp.experiment_name
     assert resolved["group"] == exp.group
     assert resolved["scale"]["name"] == scale
