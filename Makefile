@@ -5,7 +5,7 @@ SCALE ?= cpu
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup venv data model test test-fast smoke table2 table3 table5 fig4 claims pelt bench clean
+.PHONY: help setup venv data model test test-fast smoke table2 table3 table5 fig3 fig4 fig5 claims pelt bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9_-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -71,6 +71,23 @@ FIG4_LENGTHS ?= 1,5,10,20,40
 fig4:  ## ACL Figure 4: prefix-length sweep (Hydra --multirun over method.length) -> results/fig4.{md,csv} + PNG
 	$(call multirun,fig4/$(FIG4_DATA)_prefix,method.length=$(FIG4_LENGTHS))
 	$(PY) -m prefixtune.sweeps fig4 --scale $(SCALE)
+
+# ACL Figures 3 and 5: low-data E2E. The paper: 5 sampled subsets x 2 seeds per size (Fig. 3), several seeds per
+# init (Fig. 5); at cpu scale fewer (2 subsets x 1 seed; 2 seeds), to fit the 2-hour budget. Subset ids: results/lowdata_splits.
+PAPER := $(filter paper,$(SCALE))
+FIG3_SIZES := 50 100 200 500
+FIG3_SUBSETS ?= $(if $(PAPER),0$(comma)1$(comma)2$(comma)3$(comma)4,0$(comma)1)
+FIG3_SEEDS ?= $(if $(PAPER),1$(comma)2,1)
+fig3:  ## ACL Figure 3: low-data E2E, prefix vs fine-tuning at 50/100/200/500 examples -> results/fig3.{md,csv} + PNG
+	$(call multirun,$(foreach m,prefix finetune,$(foreach s,$(FIG3_SIZES),fig3/e2e_$(m)_$(s))),data.lowdata.subset=$(FIG3_SUBSETS) seed=$(FIG3_SEEDS))
+	$(PY) -m prefixtune.sweeps fig3 --scale $(SCALE)
+
+FIG5_WORDS ?= "active","elephant","summarize","table-to-text:","banana","beautiful","divide","keep"
+FIG5_SEEDS ?= $(if $(PAPER),1$(comma)2$(comma)3,1$(comma)2)
+fig5:  ## ACL Figure 5: random vs real-word initialisation, low-data E2E (100 examples) -> results/fig5.{md,csv} + PNG
+	$(call multirun,fig5/e2e_random,seed=$(FIG5_SEEDS))
+	$(call multirun,fig5/e2e_words,'method.init.words=$(FIG5_WORDS)' seed=$(FIG5_SEEDS))
+	$(PY) -m prefixtune.sweeps fig5 --scale $(SCALE)
 
 claims:  ## results/claims.md: every claim of the paper, judged on the records (no training)
 	$(PY) -m prefixtune.claims_report --scale $(SCALE)

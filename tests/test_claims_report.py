@@ -125,3 +125,25 @@ def test_prefix_length_claim_from_the_sweep(root):
     write_record(sweep_rec(40, 3, 60.0), root=root)  # now the longest prefix is best: no drop
     row = {r.id: r for r in claims_report.build(claims_report.load_spec(), root, "cpu")}["prefix_length"]
     assert row.verdict == NOT_REPRODUCED and "an end point" in row.why, row
+
+
+def test_lowdata_and_init_claims_from_the_figures(root):
+    from test_sweeps import _low
+
+    rows = {r.id: r for r in claims_report.build(claims_report.load_spec(), root, "cpu")}
+    assert rows["lowdata"].verdict == INCONCLUSIVE and "make fig3" in rows["lowdata"].why
+    for row, base in (("prefix", 0.55), ("finetune", 0.50)):  # prefix +5 BLEU at both sizes, 2 subsets each
+        for size in (50, 500):
+            for subset in (0, 1):
+                write_record(_low(row, size, subset, base + subset / 100), root=root)
+    row = {r.id: r for r in claims_report.build(claims_report.load_spec(), root, "cpu")}["lowdata"]
+    assert row.verdict == REPRODUCED and row.ours.startswith("mean diff +5.00"), row
+    for words, bleu in (("random", [0.40, 0.42]), ("banana", [0.50, 0.51]), ("summarize", [0.52, 0.53])):
+        init = {"kind": "random"} if words == "random" else {"kind": "words", "words": words}
+        for seed, b in enumerate(bleu, 1):
+            cfg = {"group": "fig5", "seed": seed, "data": {"name": "e2e"}, "method": {"init": init},
+                   "scale": {"name": "cpu"}, "model": {"label": "m"}}
+            write_record(RunRecord(run_id=f"fig5-e2e_{words}__cpu__s{seed}", group="fig5", experiment="fig5",
+                                   config=cfg).finish({"test/bleu": b, "test/rouge_l": 0.6}), root=root)
+    row = {r.id: r for r in claims_report.build(claims_report.load_spec(), root, "cpu")}["init_words"]
+    assert row.verdict == REPRODUCED and "banana" in row.why and "summarize" in row.why, row

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from prefixtune import paths, sweeps
-from prefixtune.results import RunRecord, write_record
+from prefixtune.results import RunRecord, iter_records, write_record
 
 
 def _rec(length: int, seed: int, bleu: float, ds: str = "dart") -> RunRecord:
@@ -31,7 +31,7 @@ def test_points_csv_markdown_and_plot(tmp_path):
     assert "| 10 | 2 | 45.50 ± 0.71 |" in md and "| 40 | 1 | 44.00 |" in md, md
     assert "| 5 | 1 | 60.00 |" in md and "not the paper's numbers" in md
     rows = (tmp_path / "fig4.csv").read_text().splitlines()
-    assert rows[0].startswith("dataset,method.length,n_runs,BLEU_mean") and len(rows) == 5
+    assert rows[0].startswith("series,dataset,method.length,n_runs,BLEU_mean") and len(rows) == 5
     png = tmp_path / "figures" / "fig4_prefix_length.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sweeps.main(["fig4", "--scale", "paper", "--root", str(tmp_path)]) == 1  # nothing at that scale
@@ -53,10 +53,37 @@ def test_fig4_from_a_real_length_multirun(tmp_path):
         assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
     finally:
         shutil.rmtree(paths.REPO_ROOT / "checkpoints" / group, ignore_errors=True)
-    from prefixtune.results import iter_records
-
     recs = list(iter_records(tmp_path, group))
-    pts = sweeps.points(recs, group, "method.length", sweeps.FIGURES["fig4"][2], "tiny")
+    pts = sweeps.points(recs, "fig4", "tiny", group=group)
     assert [(p["dataset"], p["x"], p["n"]) for p in pts] == [("e2e", 1, 1), ("e2e", 3, 1)]
     stored = {r.config["method"]["length"]: r.params["stored"] for r in recs}
     assert stored[3] == 3 * stored[1] > 0  # the stored prefix grows linearly with its length
+
+
+def _low(row: str, size: int, subset: int, bleu: float) -> RunRecord:
+    cfg = {"group": "fig3", "row": row, "seed": 1, "data": {"name": "e2e", "lowdata": {"size": size, "subset": subset}},
+           "method": {"name": row}, "scale": {"name": "cpu"}, "model": {"label": "SmolLM2-135M"}}
+    return RunRecord(run_id=f"fig3-e2e_{row}_{size}__cpu__s1__o{subset:08x}", group="fig3",
+                     experiment=f"fig3-e2e_{row}_{size}", config=cfg).finish({"test/bleu": bleu, "test/rouge_l": 0.6})
+
+
+def test_fig3_and_fig5_points(tmp_path):
+    for row, base in (("prefix", 0.55), ("finetune", 0.50)):
+        for size in (50, 500):
+            for subset in (0, 1):
+                write_record(_low(row, size, subset, base + size / 10000 + subset / 100), root=tmp_path)
+    assert sweeps.main(["fig3", "--root", str(tmp_path)]) == 0
+    md = (tmp_path / "fig3.md").read_text()
+    assert "## prefix" in md and "## finetune" in md and "| 50 | 2 | 56.00 ± 0.71 |" in md, md
+    assert (tmp_path / "figures" / "fig3_lowdata.png").is_file()
+    for words in ("random", "table-to-text:", "banana"):
+        init = {"kind": "random"} if words == "random" else {"kind": "words", "words": words}
+        cfg = {"group": "fig5", "seed": 1, "data": {"name": "e2e"}, "method": {"init": init},
+               "scale": {"name": "cpu"}, "model": {"label": "m"}}
+        write_record(RunRecord(run_id=f"fig5-e2e_{abs(hash(words)) % 10**6}__cpu__s1", group="fig5",
+                               experiment="fig5", config=cfg).finish({"test/bleu": 0.5, "test/rouge_l": 0.6}),
+                     root=tmp_path)
+    pts = sweeps.points(list(iter_records(tmp_path, "fig5")), "fig5", "cpu")
+    assert [p["x"] for p in pts] == ["random", "banana", "table-to-text:"]  # random first, then by name
+    assert sweeps.main(["fig5", "--root", str(tmp_path)]) == 0
+    assert (tmp_path / "figures" / "fig5_init.png").is_file()

@@ -106,17 +106,17 @@ def _sweep_claim(item: dict, root: Path | None, scale: str | None) -> Row:
     from . import sweeps
 
     j = item["judge"]["sweep"]
-    group, key, metrics = sweeps.FIGURES[j["figure"]]
-    pts = [p for p in sweeps.points(list(iter_records(root, group, strict=False)), group, key, metrics,
-                                    scale or "cpu") if p["dataset"] == j["dataset"] and p[j["metric"]][0] is not None]
+    group, key = sweeps.FIGURES[j["figure"]][:2]
+    pts = [p for p in sweeps.points(list(iter_records(root, group, strict=False)), j["figure"], scale or "cpu")
+           if p["series"] == j["series"] and p[j["metric"]][0] is not None]
     statement = _one_line(item["statement"])
     if len(pts) < 3:
         return Row(item["id"], item["source"], statement, item["paper"], "not run" if not pts else
-                   f"{len(pts)} point(s)", INCONCLUSIVE, f"fewer than 3 {key} values on {j['dataset']} "
+                   f"{len(pts)} point(s)", INCONCLUSIVE, f"fewer than 3 {key} values for {j['series']} "
                    f"(run `make {j['figure']}`)")
     means = {p["x"]: p[j["metric"]][0] for p in pts}
     best = max(means, key=means.get)
-    ours = f"{j['dataset']} {j['metric']}: " + ", ".join(f"{x}: {m:.2f}" for x, m in means.items())
+    ours = f"{j['series']} {j['metric']}: " + ", ".join(f"{x}: {m:.2f}" for x, m in means.items())
     interior = min(means) < best < max(means)
     gain = means[best] - means[min(means)]
     lean = REPRODUCED if interior and gain > float(j["tolerance"]) else NOT_REPRODUCED
@@ -127,6 +127,34 @@ def _sweep_claim(item: dict, root: Path | None, scale: str | None) -> Row:
         return Row(item["id"], item["source"], statement, item["paper"], ours, INCONCLUSIVE,
                    f"one seed at {key}={singles} (no spread estimate); {shape} points to '{lean}'")
     return Row(item["id"], item["source"], statement, item["paper"], ours, lean, shape)
+
+
+def _gap_claim(item: dict, root: Path | None, scale: str | None) -> Row:
+    """"a beats b" on a figure, cell by cell, with the rule of prefixtune.claims.compare: Figure 3 compares the
+    prefix and fine-tuning series at each training-set size; Figure 5 compares each initialisation word with
+    random initialisation (`b_x`). The spread of a point is over its runs (seeds, sampled subsets)."""
+    from . import sweeps
+    from .claims import Stat, compare
+
+    j = item["judge"]["gap"]
+    group = sweeps.FIGURES[j["figure"]][0]
+    pts = sweeps.points(list(iter_records(root, group, strict=False)), j["figure"], scale or "cpu")
+    stat = {(p["series"], p["x"]): Stat(*p[j["metric"]]) for p in pts if p[j["metric"]][0] is not None}
+    if "b_x" in j:  # every other x of the series against x = b_x
+        pairs = {str(x): (st, stat.get((ser, j["b_x"]))) for (ser, x), st in stat.items()
+                 if ser == j["series"] and x != j["b_x"]}
+    else:
+        xs = sorted({x for (ser, x) in stat if ser in (j["a"], j["b"])})
+        pairs = {str(x): (stat.get((j["a"], x)), stat.get((j["b"], x))) for x in xs}
+    statement = _one_line(item["statement"])
+    if not pairs:
+        return Row(item["id"], item["source"], statement, item["paper"], "not run", INCONCLUSIVE,
+                   f"no {group} records (run `make {j['figure']}`)")
+    v = compare(pairs, float(j["threshold"]))
+    d = v.diff
+    ours = "incomplete" if d is None else f"mean diff {d.mean:+.2f}" + (
+        f" ± {d.se:.2f} (se)" if d.se is not None else " (some points with one run)")
+    return Row(item["id"], item["source"], statement, item["paper"], f"{ours} [{j['figure']}]", v.verdict, v.reason)
 
 
 def _one_line(text: str) -> str:
@@ -142,6 +170,8 @@ def build(spec: dict, root: Path | None = None, scale: str | None = None) -> lis
             rows.append(_table_claim(item, root, scale, cache))
         elif "stored_pct" in judge:
             rows.append(_stored_claim(item, root, scale))
+        elif "gap" in judge:
+            rows.append(_gap_claim(item, root, scale))
         elif "sweep" in judge:
             rows.append(_sweep_claim(item, root, scale))
         elif "bench" in judge:

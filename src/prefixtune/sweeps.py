@@ -1,9 +1,12 @@
-"""Figures over one swept config key, as pure functions of the run records (ACL Figure 4: prefix length).
+"""The paper's figures over one swept setting, as pure functions of the run records.
 
-`python -m prefixtune.sweeps fig4 [--scale cpu] [--root results/] [--out results/]` reads the finished records of
-group `fig4` and writes results/fig4.md, results/fig4.csv and results/figures/fig4_prefix_length.png: per dataset
-and prefix length, test BLEU and TER (mean ± sample std over seeds, n shown) and the final training loss (the
-paper: longer prefixes fit the training data better but score slightly worse, i.e. overfit).
+`python -m prefixtune.sweeps fig3|fig4|fig5 [--scale cpu] [--root results/] [--out results/]` reads the finished
+records of the figure's group and writes results/<fig>.md, results/<fig>.csv and results/figures/<fig>_*.png:
+per series (dataset or method) and x (training-set size, prefix length, initialisation), the test metrics as mean ±
+sample std over the runs behind the point (seeds, and sampled subsets for low data), n shown.
+  fig3: low-data E2E, prefix vs fine-tuning against the training-set size (ACL Figure 3);
+  fig4: prefix length, with the final training loss (longer prefixes fit better but score worse: ACL Figure 4);
+  fig5: initialisation words in low-data E2E (ACL Figure 5).
 """
 from __future__ import annotations
 
@@ -18,12 +21,22 @@ from .paths import results_dir
 from .results import RunRecord, iter_records
 from .tables import write_atomic
 
-# figure -> (group, swept key, [(column, record key, display scale, digits, higher is better)])
+def _init_label(cfg: dict) -> str:
+    init = (cfg.get("method") or {}).get("init") or {}
+    return str(init.get("words")) if init.get("kind") == "words" else str(init.get("kind", "random"))
+
+
+# figure -> (group, x label, x getter, series getter, [(column, record key, display scale, digits, higher better)])
+# display scale None = x100 for E2E (its scorer reports fractions), 1 elsewhere.
+_QUALITY = [("BLEU", "test/bleu", None, 2, True), ("ROUGE-L", "test/rouge_l", None, 2, True)]
 FIGURES = {
-    "fig4": ("fig4", "method.length", [("BLEU", "test/bleu", None, 2, True), ("TER", "test/ter", None, 3, False),
-                                       ("train loss", "train/loss", 1, 3, False)]),
+    "fig3": ("fig3", "training examples", lambda c: _get(c, "data.lowdata.size"), lambda c: c.get("row"), _QUALITY),
+    "fig4": ("fig4", "method.length", lambda c: _get(c, "method.length"), lambda c: c["data"]["name"],
+             [("BLEU", "test/bleu", None, 2, True), ("TER", "test/ter", None, 3, False),
+              ("train loss", "train/loss", 1, 3, False)]),
+    "fig5": ("fig5", "initialisation", _init_label, lambda c: c["data"]["name"], _QUALITY),
 }
-E2E_SCALE = {"test/bleu": 100}  # the E2E scorer reports BLEU as a fraction; DART/WebNLG scorers 0-100
+E2E_SCALE = {"test/bleu": 100, "test/rouge_l": 100, "test/meteor": 100}  # E2E scorer: fractions
 
 
 def _get(cfg: dict, dotted: str):
@@ -33,15 +46,21 @@ def _get(cfg: dict, dotted: str):
     return node
 
 
-def points(records: list[RunRecord], group: str, key: str, metrics: list, scale: str) -> list[dict]:
-    """One point per (dataset, swept value): mean, std (None with one seed) and n of every metric."""
+def points(records: list[RunRecord], name: str, scale: str, group: str | None = None) -> list[dict]:
+    """One point per (series, x) of figure `name` (records of its group, or of `group`): mean, std (None with
+    one seed/subset) and n of every metric; the runs behind a point differ only in seed (and, for low data, the
+    sampled subset)."""
+    default_group, _, get_x, get_series, metrics = FIGURES[name]
+    group = group or default_group
     by: dict[tuple, list[RunRecord]] = {}
     for r in records:
         if r.group == group and r.status == "finished" and r.config["scale"]["name"] == scale:
-            by.setdefault((r.config["data"]["name"], _get(r.config, key)), []).append(r)
+            by.setdefault((get_series(r.config), get_x(r.config)), []).append(r)
     out = []
-    for (ds, x), recs in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        p = {"dataset": ds, "x": x, "n": len(recs), "seeds": sorted(r.config.get("seed") for r in recs)}
+    for (series, x), recs in sorted(by.items(), key=lambda kv: (str(kv[0][0]), _order(kv[0][1]))):
+        ds = recs[0].config["data"]["name"]
+        p = {"series": series, "dataset": ds, "x": x, "n": len(recs),
+             "seeds": sorted(r.config.get("seed") for r in recs)}
         for col, mkey, factor, _, _ in metrics:
             f = factor if factor is not None else (E2E_SCALE.get(mkey, 1) if ds == "e2e" else 1)
             vals = [r.metrics.get(mkey) * f for r in recs if r.metrics.get(mkey) is not None]
@@ -51,51 +70,78 @@ def points(records: list[RunRecord], group: str, key: str, metrics: list, scale:
     return out
 
 
-def to_csv(pts: list[dict], metrics: list, key: str) -> str:
+def _order(x):
+    """Numbers in numeric order, then words ("random" first: Figure 5's baseline)."""
+    return (0, x, "") if isinstance(x, (int, float)) else (1, 0 if x == "random" else 1, str(x))
+
+
+# figure -> (title, output stem of the PNG, what the paper shows; reference/paper.md)
+TEXT = {
+    "fig3": ("ACL Figure 3: low-data E2E, prefix (init \"table-to-text:\") vs fine-tuning", "fig3_lowdata",
+             "Prefix-tuning beats fine-tuning by 2.9 BLEU on average over sizes 50-500, the gap narrowing as data "
+             "grows (plots only; §2.5). Points: mean over sampled subsets x seeds (n)."),
+    "fig4": ("ACL Figure 4: prefix length", "fig4_prefix_length",
+             "Quality peaks at length 10 for table-to-text (DART) and 200 for summarisation, and longer prefixes "
+             "reach a lower training loss (plots only; §2.6). Points: mean over seeds (n)."),
+    "fig5": ("ACL Figure 5: initialisation, low-data E2E (100 examples)", "fig5_init",
+             "Random initialisation is low and high-variance; real words are much better, task-relevant ones "
+             "(\"summarize\", \"table-to-text:\") slightly better than irrelevant ones (plots only; §2.7). Points: "
+             "mean over seeds (n)."),
+}
+
+
+def to_csv(name: str, pts: list[dict]) -> str:
+    _, xlabel, _, _, metrics = FIGURES[name]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["dataset", key, "n_runs"] + [f"{c}_{s}" for c, *_ in metrics for s in ("mean", "std", "n")])
+    w.writerow(["series", "dataset", xlabel, "n_runs"] + [f"{c}_{s}" for c, *_ in metrics for s in ("mean", "std", "n")])
     g = lambda v: "" if v is None else f"{v:.6g}"  # noqa: E731
     for p in pts:
-        w.writerow([p["dataset"], p["x"], p["n"]] + [g(x) for c, *_ in metrics for x in p[c]])
+        w.writerow([p["series"], p["dataset"], p["x"], p["n"]] + [g(x) for c, *_ in metrics for x in p[c]])
     return buf.getvalue()
 
 
-def to_markdown(name: str, pts: list[dict], metrics: list, key: str, scale: str, models: str) -> str:
-    lines = [f"# ACL Figure 4: prefix length ({scale} scale)", "",
+def to_markdown(name: str, pts: list[dict], scale: str, models: str) -> str:
+    group, xlabel, _, _, metrics = FIGURES[name]
+    title, png, paper = TEXT[name]
+    lines = [f"# {title} ({scale} scale)", "",
              f"**Ours ({models}) — not the paper's numbers.** Generated by `python -m prefixtune.sweeps {name}` from "
-             f"the records of `results/runs/fig4/`; plot: `results/figures/fig4_prefix_length.png`. Mean ± std over "
-             f"seeds (n). The paper gives only plots: quality peaks at length 10 for table-to-text (DART) and 200 "
-             f"for summarisation, and longer prefixes reach a lower training loss (reference/paper.md §2.6).", ""]
-    for ds in dict.fromkeys(p["dataset"] for p in pts):
-        part = [p for p in pts if p["dataset"] == ds]
-        lines += [f"## {ds}", "", f"| {key} | n | " + " | ".join(f"{c} {'↑' if hib else '↓'}"
-                                                                 for c, _, _, _, hib in metrics) + " |",
+             f"the records of `results/runs/{group}/`; plot: `results/figures/{png}.png`. The paper: {paper}", ""]
+    for series in dict.fromkeys(p["series"] for p in pts):
+        lines += [f"## {series}", "", f"| {xlabel} | n | " + " | ".join(f"{c} {'↑' if hib else '↓'}"
+                                                                      for c, _, _, _, hib in metrics) + " |",
                   "|--:|--:|" + "--:|" * len(metrics)]
-        for p in part:
+        for p in (p for p in pts if p["series"] == series):
             cells = []
             for col, _, _, digits, _ in metrics:
-                mean, std, n = p[col]
+                mean, std, _ = p[col]
                 cells.append("—" if mean is None else f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std else ""))
             lines.append(f"| {p['x']} | {p['n']} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
-def plot(pts: list[dict], metrics: list, key: str, path: Path) -> Path:
+def plot(name: str, pts: list[dict], path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4))
+    _, xlabel, _, _, metrics = FIGURES[name]
+    numeric = all(isinstance(p["x"], (int, float)) for p in pts)
+    cats = list(dict.fromkeys(p["x"] for p in pts))  # categorical x (Figure 5's init words), in table order
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.4 * len(metrics), 3.6))
     for ax, (col, _, _, _, hib) in zip(axes, metrics):
-        for ds in dict.fromkeys(p["dataset"] for p in pts):
-            part = [p for p in pts if p["dataset"] == ds and p[col][0] is not None]
-            ax.errorbar([p["x"] for p in part], [p[col][0] for p in part],
-                        yerr=[p[col][1] or 0 for p in part], marker="o", capsize=3, label=ds)
-        ax.set(xlabel=key, ylabel=col, title=f"{col} {'↑' if hib else '↓'}")
-        ax.set_xscale("symlog", linthresh=1)
+        for series in dict.fromkeys(p["series"] for p in pts):
+            part = [p for p in pts if p["series"] == series and p[col][0] is not None]
+            xs = [p["x"] if numeric else cats.index(p["x"]) for p in part]
+            ax.errorbar(xs, [p[col][0] for p in part], yerr=[p[col][1] or 0 for p in part], marker="o", capsize=3,
+                        label=str(series), ls="-" if numeric else "none")
+        ax.set(xlabel=xlabel, ylabel=col, title=f"{col} {'↑' if hib else '↓'}")
+        if numeric:
+            ax.set_xscale("symlog", linthresh=1)
+        else:
+            ax.set_xticks(range(len(cats)), cats, rotation=45, ha="right", fontsize=8)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,24 +153,24 @@ def plot(pts: list[dict], metrics: list, key: str, path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser("prefixtune.sweeps")
+    ap = argparse.ArgumentParser("prefixtune.sweeps", description="writes <out>/<name>.md .csv + figures/<png>")
     ap.add_argument("name", choices=sorted(FIGURES))
     ap.add_argument("--scale", default="cpu")
-    ap.add_argument("--root", type=Path)
-    ap.add_argument("--out", type=Path)
+    ap.add_argument("--root", type=Path, help="results folder with runs/ (default: paths.results_dir())")
+    ap.add_argument("--out", type=Path, help="output folder (default: the results folder)")
     args = ap.parse_args(argv)
-    group, key, metrics = FIGURES[args.name]
+    group = FIGURES[args.name][0]
     recs = list(iter_records(args.root, group, strict=False))
-    pts = points(recs, group, key, metrics, args.scale)
+    pts = points(recs, args.name, args.scale)
     if not pts:
         print(f"no finished {group} records at scale {args.scale} under {args.root or results_dir()}",
               file=sys.stderr)
         return 1
     out = args.out or args.root or results_dir()
     models = ", ".join(dict.fromkeys(r.config["model"]["label"] for r in recs if r.config["scale"]["name"] == args.scale))
-    print(write_atomic(out / f"{args.name}.md", to_markdown(args.name, pts, metrics, key, args.scale, models)))
-    print(write_atomic(out / f"{args.name}.csv", to_csv(pts, metrics, key)))
-    print(plot(pts, metrics, key, out / "figures" / "fig4_prefix_length.png"))
+    print(write_atomic(out / f"{args.name}.md", to_markdown(args.name, pts, args.scale, models)))
+    print(write_atomic(out / f"{args.name}.csv", to_csv(args.name, pts)))
+    print(plot(args.name, pts, out / "figures" / f"{TEXT[args.name][1]}.png"))
     return 0
 
 
