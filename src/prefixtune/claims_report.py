@@ -94,8 +94,9 @@ def _bench_claim(item: dict, root: Path | None) -> Row:
         ok, rule = all(r > float(j["above"]) for r in ratios.values()), f"> {float(j['above']):g}"
     else:
         ok, rule = all(r < float(j["below"]) for r in ratios.values()), f"< {float(j['below']):g}"
-    why = (f"every ratio {rule}" if ok else f"not every ratio {rule}") + \
-        f" (bench.json: median over {rep['settings'].get('timed_steps', '?')} timed steps; CPU, not the paper's GPU)"
+    how = (f"median over {rep['settings'].get('timed_steps', '?')} timed steps" if j["what"] == "train" else
+           "peak RSS of a fresh process per method")
+    why = (f"every ratio {rule}" if ok else f"not every ratio {rule}") + f" (bench.json: {how}; CPU, not the paper's GPU)"
     return Row(item["id"], item["source"], statement, item["paper"], ours, REPRODUCED if ok else NOT_REPRODUCED,
                why)
 
