@@ -40,8 +40,8 @@ def _table_claim(item: dict, root: Path | None, scale: str | None, cache: dict) 
     name, cid = item["judge"]["table"], item["judge"]["claim"]
     if name not in cache:
         spec = tables.load_spec(name)
-        recs = [r for g in tables.groups(spec) for r in iter_records(root, g, strict=False)]
-        cache[name] = tables.build_table(spec, recs, tables.load_paper(REPO_ROOT / spec["paper_csv"]), scale)
+        cache[name] = tables.build_table(spec, tables.spec_records(spec, root),
+                                         tables.load_paper(REPO_ROOT / spec["paper_csv"]), scale)
     table = cache[name]
     found = [c for c in table.claims if c.id == cid]
     if not found:
@@ -58,7 +58,7 @@ def _table_claim(item: dict, root: Path | None, scale: str | None, cache: dict) 
 def _stored_claim(item: dict, root: Path | None, scale: str | None) -> Row:
     j = item["judge"]["stored_pct"]
     recs = [r for r in iter_records(root, j["group"]) if r.config.get("row") == j["row"]
-            and (scale is None or r.config["scale"]["name"] == scale) and "__o" not in r.run_id]
+            and (scale is None or r.config["scale"]["name"] == scale) and not r.is_variant]
     if not recs:
         return Row(item["id"], item["source"], _one_line(item["statement"]), item["paper"], "not run", INCONCLUSIVE,
                    f"no finished {j['group']} {j['row']} records (run `make {j['group']}`)")
@@ -101,14 +101,21 @@ def _bench_claim(item: dict, root: Path | None) -> Row:
                why)
 
 
+def _figure_points(figure: str, root: Path | None, scale: str | None) -> list[dict]:
+    from . import sweeps
+
+    group = sweeps.FIGURES[figure][0]
+    return sweeps.points(list(iter_records(root, group, strict=False)), figure, scale or "cpu")
+
+
 def _sweep_claim(item: dict, root: Path | None, scale: str | None) -> Row:
     """"Quality rises with x up to a threshold, then drops slightly": the best x must be an interior point whose
     mean beats the smallest x by more than `tolerance`; judged only with >= 2 seeds at every point."""
     from . import sweeps
 
     j = item["judge"]["sweep"]
-    group, key = sweeps.FIGURES[j["figure"]][:2]
-    pts = [p for p in sweeps.points(list(iter_records(root, group, strict=False)), j["figure"], scale or "cpu")
+    key = sweeps.FIGURES[j["figure"]][1]
+    pts = [p for p in _figure_points(j["figure"], root, scale)
            if p["series"] == j["series"] and p[j["metric"]][0] is not None]
     statement = _one_line(item["statement"])
     if len(pts) < 3:
@@ -139,7 +146,7 @@ def _gap_claim(item: dict, root: Path | None, scale: str | None) -> Row:
 
     j = item["judge"]["gap"]
     group = sweeps.FIGURES[j["figure"]][0]
-    pts = sweeps.points(list(iter_records(root, group, strict=False)), j["figure"], scale or "cpu")
+    pts = _figure_points(j["figure"], root, scale)
     stat = {(p["series"], p["x"]): Stat(*p[j["metric"]]) for p in pts if p[j["metric"]][0] is not None}
     if "b_x" in j:  # every other x of the series against x = b_x
         pairs = {str(x): (st, stat.get((ser, j["b_x"]))) for (ser, x), st in stat.items()

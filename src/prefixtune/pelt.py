@@ -42,7 +42,7 @@ def rows(records: list[RunRecord], scale: str) -> list[dict]:
     by: dict[str, list[RunRecord]] = {}
     for r in records:
         if r.group == GROUP and r.status == "finished" and r.config["scale"]["name"] == scale \
-                and "__o" not in r.run_id:  # command-line variants are not seeds of the cell
+                and not r.is_variant:
             by.setdefault(r.config.get("row") or r.experiment, []).append(r)
     out = []
     for row, recs in by.items():
@@ -110,7 +110,6 @@ def plot(table: list[dict], path: Path, title: str) -> None:
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
     os.replace(tmp, path)
-
 
 
 def main(argv: list[str] | None = None) -> int:

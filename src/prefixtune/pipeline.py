@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import paths, provenance
+from .tables import write_atomic
 from .results import (RunRecord, config_hash, find_finished, overrides_digest, read_record, record_path, run_id,
                       write_record)
 
@@ -54,13 +55,6 @@ def _load_data(cfg: DictConfig):
     return (_subset(train, sc.get("max_train_examples")), _subset(dev, sc.get("max_dev_examples")),
             _subset(list(enumerate(dev_groups)), sc.get("max_dev_decode_groups")),
             _subset(list(enumerate(test.groups)), sc.get("max_decode_groups")), sizes)
-
-
-def _write_lines(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line.replace("\n", " ") + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _wandb(cfg: DictConfig, rid: str, cfg_dict: dict) -> tuple[list[str], Any]:
@@ -140,7 +134,7 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
         scored: dict[str, Any] = {}
         for split, groups in (("dev", dev_groups), ("test", test_groups)):
             preds = decode(method, enc, [g.source for _, g in groups], cfg.decode, progress=True)
-            _write_lines(out_dir / f"{split}.txt", preds)
+            write_atomic(out_dir / f"{split}.txt", "".join(p.replace("\n", " ") + "\n" for p in preds))
             rec.outputs[f"{split}_predictions"] = _rel(out_dir / f"{split}.txt", root)
             scored[split] = (preds, groups)
         rec.timing["decode_s"] = time.time() - t1

@@ -143,6 +143,12 @@ class RunRecord:
         if not self.config_hash:
             self.config_hash = config_hash(self.config)
 
+    @property
+    def is_variant(self) -> bool:
+        """A run id with `__o<digest>` had extra command-line overrides (see `run_id`): a variant of its cell,
+        not another seed of it, so tables leave it out."""
+        return "__o" in self.run_id
+
     def finish(self, metrics: dict | None = None) -> RunRecord:
         self.metrics.update(metrics or {})
         self.status, self.finished_at = "finished", utc_now()
@@ -319,7 +325,7 @@ def frame(records: Iterable[RunRecord]):
                      "row": c.get("row"), "label": _label(c), "dataset": c.get("data", {}).get("name"),
                      "method": c.get("method", {}).get("name"), "seed": c.get("seed"),
                      "scale": c.get("scale", {}).get("name"), "model": c.get("model", {}).get("label"),
-                     "variant": "__o" in r.run_id,
+                     "variant": r.is_variant,
                      **{k: r.params.get(k) for k in ("trainable_pct", "stored_pct", "trainable", "stored")},
                      **{k: r.timing.get(k) for k in ("train_s", "decode_s", "score_s", "wall_s")},
                      "peak_rss_mb": r.memory.get("peak_rss_mb"), **r.metrics})

@@ -72,6 +72,11 @@ def groups(spec: dict) -> list[str]:
     return list(spec.get("groups") or [spec["group"]])
 
 
+def spec_records(spec: dict, root: Path | str | None = None) -> list[RunRecord]:
+    """Every finished record of the table's groups (invalid files are warned about and skipped)."""
+    return [r for g in groups(spec) for r in iter_records(root, g, strict=False)]
+
+
 def _key(rec: RunRecord) -> tuple[str, str]:
     """(dataset, row); the row is `config.row`, or for older records the end of `table2-e2e_prefix`."""
     ds = rec.config["data"]["name"]
@@ -116,8 +121,7 @@ def build_table(spec: dict, records: Iterable[RunRecord], paper: dict, scale: st
         raise ValueError(f"records of several scales {scales}: choose one")
     scale = scale or (scales[0] if scales else "cpu")
     recs = [r for r in recs if r.config["scale"]["name"] == scale]
-    # A run id with `__o<digest>` had extra command-line overrides: a variant, not another seed of the cell.
-    variants = [r for r in recs if "__o" in r.run_id]
+    variants = [r for r in recs if r.is_variant]
     rows = [row for row in spec["rows"] if scale in row.get("scales", [scale])
             or any(_key(r)[1] == row["id"] for r in recs)]
     order = [(ds["id"], row["id"]) for ds in spec["datasets"] for row in rows]
@@ -294,8 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = load_spec(args.name)
     paper = load_paper(args.paper or REPO_ROOT / spec["paper_csv"])
-    recs = [r for g in groups(spec) for r in iter_records(args.root, g, strict=False)]
-    table = build_table(spec, recs, paper, args.scale)
+    table = build_table(spec, spec_records(spec, args.root), paper, args.scale)
     out = args.out or args.root or results_dir()
     for ext, render in (("md", to_markdown), ("csv", to_csv), ("tex", to_latex)):
         print(write_atomic(out / f"{spec['name']}.{ext}", render(table)))
