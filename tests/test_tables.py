@@ -68,7 +68,7 @@ def fixture_records() -> list[RunRecord]:
                        "scale": {"name": "cpu", "label": "cpu: SmolLM2-135M, training subset, capped steps, "
                                  "decoding subset", "max_train_examples": 4000, "max_decode_groups": 100,
                                  "max_steps": 400, "lr_scale": 10.0},
-                       "trainer": {"bf16": True}}
+                       "trainer": {"bf16": True}, "decode": {"bf16": True}}
                 metrics = {f"test/{m}": round(value(ds, row, m, seed) / SCALE.get((ds, m), 1), 6)
                            for m in BASE[ds]}
                 notes = ["model: SmolLM2-135M-Instruct (from Q4_1 GGUF)",

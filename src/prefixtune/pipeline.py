@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import paths, provenance
 from .tables import write_atomic
-from .results import (RunRecord, config_hash, find_finished, overrides_digest, read_record, record_path, run_id,
+from .results import (RunRecord, config_diff, config_hash, find_finished, overrides_digest, read_record, record_path, run_id,
                       write_record)
 
 log = logging.getLogger("prefixtune.pipeline")
@@ -33,7 +33,7 @@ _IDENTITY_DROP = ("output_root",)
 def _subset(items: list, cap: int | None, seed: int = 0) -> list:
     """A deterministic subset, in original order, identical for every method and seed of a table (the subset
     seed is fixed so that methods are compared on the same examples)."""
-    if not cap or cap >= len(items):
+    if cap is None or cap >= len(items):  # null: all of them; 0: none (e.g. no dev decoding at cpu scale)
         return list(items)
     idx = np.sort(np.random.default_rng(seed).permutation(len(items))[:cap])
     return [items[i] for i in idx]
@@ -93,12 +93,13 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
     if cfg.get("isolate", False) if isolate is None else isolate:
         return _run_isolated(cfg, overrides, chash, rid, root)
 
+    _guard_finished(cfg, rid, chash, cfg_dict, root)
     t0 = time.time()
     rec = RunRecord(run_id=rid, group=cfg.group, experiment=cfg.experiment_name, status="running",
                     config=cfg_dict, config_hash=chash, provenance=provenance.collect())
     rec.notes = list(cfg.get("notes") or [])
     write_record(rec, root=root)
-    ckpt = paths.REPO_ROOT / "checkpoints" / cfg.group / rid
+    ckpt = _checkpoint_dir(cfg.group, rid, chash)
     run_window = provenance.reset_peak_memory()  # this cell's peak, not an earlier cell's of the same multirun
     try:
         set_seed(int(cfg.seed))
@@ -133,6 +134,8 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
             metrics["dev/loss"] = summary["dev_loss"]
         scored: dict[str, Any] = {}
         for split, groups in (("dev", dev_groups), ("test", test_groups)):
+            if not groups:
+                continue
             preds = decode(method, enc, [g.source for _, g in groups], cfg.decode, progress=True)
             write_atomic(out_dir / f"{split}.txt", "".join(p.replace("\n", " ") + "\n" for p in preds))
             rec.outputs[f"{split}_predictions"] = _rel(out_dir / f"{split}.txt", root)
@@ -169,6 +172,33 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
         raise
 
 
+def _guard_finished(cfg: DictConfig, rid: str, chash: str, cfg_dict: dict, root: Path) -> None:
+    """Never overwrite finished work by accident: the record file of this run id holding a finished run of a
+    *different* config (the experiment or scale changed since) is replaced only with `force=true`."""
+    path = record_path(cfg.group, rid, root=root)
+    if cfg.force or not path.exists():
+        return
+    old = read_record(path)
+    if old.status != "finished" or old.identity == chash:
+        return
+    diff = "; ".join(config_diff(old.config, cfg_dict)) or "no key differs (only the hash scheme)"
+    raise RuntimeError(f"{path} holds a finished run of another config (hash {old.identity}, now {chash}): "
+                       f"{diff}. Rerun with force=true to replace it, or move the file away to keep it.")
+
+
+def _checkpoint_dir(group: str, rid: str, chash: str) -> Path:
+    """checkpoints/<group>/<run_id>, emptied when it holds checkpoints of another config: resuming those would
+    silently continue a different run (the marker file names the config hash that wrote them)."""
+    ckpt = paths.REPO_ROOT / "checkpoints" / group / rid
+    marker = ckpt / "config_hash"
+    if ckpt.exists() and (not marker.exists() or marker.read_text().strip() != chash):
+        log.warning("removing checkpoints of another config in %s", ckpt)
+        shutil.rmtree(ckpt)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    marker.write_text(chash + "\n")
+    return ckpt
+
+
 def _run_isolated(cfg: DictConfig, overrides: list[str], chash: str, rid: str, root: Path) -> RunRecord:
     """The cell in a fresh child process (`isolate: true`, the default; see prefixtune.isolate for why)."""
     from .isolate import run_in_child
@@ -194,8 +224,9 @@ def _save_artifact(method, cfg: DictConfig, root: Path, rid: str) -> dict[str, s
     tensors = {k: v.contiguous().cpu() for k, v in method.export().items()}
     n = sum(t.numel() for t in tensors.values())
     small = n <= int(cfg.get("artifact_max_params", 5_000_000))
-    base = (root / "artifacts" / cfg.group / rid) if small else (paths.REPO_ROOT / "checkpoints" / cfg.group / rid
-                                                                 / "artifact")
+    # large ones live beside, not inside, the run's checkpoint folder, which is removed when the run finishes
+    base = (root / "artifacts" / cfg.group / rid) if small else (paths.REPO_ROOT / "checkpoints" / "_artifacts"
+                                                                 / cfg.group / rid)
     base.mkdir(parents=True, exist_ok=True)
     tmp = base / ".weights.tmp"
     save_file(tensors, str(tmp), metadata={"format": "pt"})

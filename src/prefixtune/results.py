@@ -31,6 +31,10 @@ STATUSES = ("running", "finished", "failed")
 # runs differing only here share a config hash and the second is skipped as already done.
 VOLATILE_KEYS = (
     "paths", "*.paths",                   # where the checkout/data/outputs live
+    "model.path", "*.model.path",         # the local model cache folder: a machine path (`model.name` and
+                                          # `model.label` name the weights); hashing it made a clone at another
+                                          # path retrain -- and overwrite -- every committed cell
+    "_hash",                              # the config's own hash, stored in the record's config for W&B
     "hydra", "*.hydra",                   # Hydra runtime: output dir, job name, override bookkeeping
     "logger", "*.logger", "wandb", "*.wandb",  # W&B mode/project/tags, console logging
     "force",                              # the rerun switch itself
@@ -81,6 +85,19 @@ def config_hash(cfg: dict, volatile: tuple[str, ...] = VOLATILE_KEYS) -> str:
     """
     text = json.dumps(strip_volatile(cfg, volatile), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def config_diff(old: dict, new: dict, volatile: tuple[str, ...] = VOLATILE_KEYS, limit: int = 8) -> list[str]:
+    """`key: old -> new` for each dotted key whose (non-volatile) value differs, at most `limit` of them."""
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+    a, b = flat(strip_volatile(old, volatile)), flat(strip_volatile(new, volatile))
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k, "<absent>") != b.get(k, "<absent>"))
+    lines = [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}" for k in keys[:limit]]
+    return lines + ([f"... and {len(keys) - limit} more"] if len(keys) > limit else [])
 
 
 def overrides_digest(overrides: list[str],
@@ -142,6 +159,18 @@ class RunRecord:
     def __post_init__(self) -> None:
         if not self.config_hash:
             self.config_hash = config_hash(self.config)
+
+    @property
+    def identity(self) -> str:
+        """The config hash recomputed from the stored config under *today's* VOLATILE_KEYS. `config_hash` is
+        what the run computed when it ran (kept as written: records are append-only); matching by identity
+        keeps a record valid when a key becomes volatile (e.g. `model.path`, which held a machine path)."""
+        return config_hash(self.config)
+
+    @property
+    def cell_identity(self) -> str:
+        """`identity` without the seed: records of one table cell agree on it unless the config changed."""
+        return config_hash({k: v for k, v in self.config.items() if k != "seed"})
 
     @property
     def is_variant(self) -> bool:
@@ -349,11 +378,12 @@ def _label(cfg: dict) -> str:
 
 def find_finished(config_hash: str, root: Path | str | None = None,
                   group: str | None = None) -> RunRecord | None:
-    """The latest finished record with this config hash (the skip-if-done check), or None.
+    """The latest finished record whose config has this hash (the skip-if-done check), or None. Hashes are
+    recomputed from each record's stored config (`RunRecord.identity`), not read from its `config_hash` field.
 
     Not strict: one corrupt unrelated record must not stop every run; it is warned about instead.
     """
-    hits = [r for r in iter_records(root, group, "finished", strict=False) if r.config_hash == config_hash]
+    hits = [r for r in iter_records(root, group, "finished", strict=False) if r.identity == config_hash]
     return max(hits, key=lambda r: r.finished_at or "", default=None)
 
 

@@ -125,8 +125,9 @@ def build_table(spec: dict, records: Iterable[RunRecord], paper: dict, scale: st
     rows = [row for row in spec["rows"] if scale in row.get("scales", [scale])
             or any(_key(r)[1] == row["id"] for r in recs)]
     order = [(ds["id"], row["id"]) for ds in spec["datasets"] for row in rows]
-    recs = sorted((r for r in recs if r not in variants and _key(r) in order),
-                  key=lambda r: (order.index(_key(r)), r.config.get("seed", 0), r.run_id))
+    recs = [r for r in recs if r not in variants and _key(r) in order]
+    recs, stale = _newest_config(recs)
+    recs = sorted(recs, key=lambda r: (order.index(_key(r)), r.config.get("seed", 0), r.run_id))
     ddof = int(spec.get("aggregation", {}).get("ddof", 1))
 
     by_ds = {}
@@ -146,13 +147,28 @@ def build_table(spec: dict, records: Iterable[RunRecord], paper: dict, scale: st
                               paper.get((row["paper_row"], "all", "stored_pct"), (None, None))[0], cells))
         by_ds[ds["id"]] = lines
     deviations = _deviations(spec, scale, recs, order) + (
-        [f"{len(variants)} record(s) with extra command-line overrides were left out"] if variants else [])
+        [f"{len(variants)} record(s) with extra command-line overrides were left out"] if variants else []) + (
+        [f"{len(stale)} record(s) of an earlier config of their cell were left out (seeds are averaged only over "
+         f"one config): {', '.join(sorted(r.run_id for r in stale))}"] if stale else [])
 
     models = ", ".join(dict.fromkeys(r.config["model"]["label"] for r in recs)) or "no finished runs"
     labels = "; ".join(dict.fromkeys(r.config["scale"].get("label", scale) for r in recs)) or scale
     ctx = {"models": models, "scale": scale, "runs": len(recs), "spec": spec, "labels": labels}
     heading = [_fill(h, ctx) for h in spec["heading"]]
     return Table(spec, heading, by_ds, deviations, _claims(spec, by_ds, paper))
+
+
+def _newest_config(recs: list[RunRecord]) -> tuple[list[RunRecord], list[RunRecord]]:
+    """(kept, stale): per cell, the records sharing the config of the cell's newest record. A cell whose config
+    changed (e.g. a new cpu-scale setting) keeps older seeds on disk, but they must not be averaged with the new
+    ones."""
+    newest: dict[tuple[str, str], RunRecord] = {}
+    for r in recs:
+        k = _key(r)
+        if k not in newest or (r.finished_at or "") > (newest[k].finished_at or ""):
+            newest[k] = r
+    keep = [r for r in recs if r.cell_identity == newest[_key(r)].cell_identity]
+    return keep, [r for r in recs if r not in keep]
 
 
 def _claims(spec: dict, lines: dict[str, list[Line]], paper: dict) -> list[Claim]:
