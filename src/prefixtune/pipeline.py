@@ -90,10 +90,10 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
     if done is not None and not cfg.force:
         log.info("skip %s: finished record with config hash %s exists", rid, chash)
         return done
+    _guard_finished(cfg, rid, chash, cfg_dict, root)
     if cfg.get("isolate", False) if isolate is None else isolate:
         return _run_isolated(cfg, overrides, chash, rid, root)
 
-    _guard_finished(cfg, rid, chash, cfg_dict, root)
     t0 = time.time()
     rec = RunRecord(run_id=rid, group=cfg.group, experiment=cfg.experiment_name, status="running",
                     config=cfg_dict, config_hash=chash, provenance=provenance.collect())
