@@ -48,6 +48,8 @@ def test_hash_is_16_hex_and_ignores_key_order():
 @pytest.mark.parametrize("dotted, value", [
     ("paths.data", "/elsewhere"), ("data.num_workers", 0), ("logger.wandb.mode", "disabled"),
     ("force", True), ("hydra.run.dir", "outputs/x"),
+    ("model.path", "/home/u/prefixtune/models/tiny"),  # a checkout elsewhere: same cell (was a bug)
+    ("_hash", "0123456789abcdef"),                      # the hash the pipeline stores in the config for W&B
 ])
 def test_hash_ignores_volatile_keys(dotted, value):
     cfg = json.loads(json.dumps(CFG))
@@ -233,6 +235,37 @@ def test_find_finished(tmp_path):
     assert results.find_finished(h, tmp_path).run_id == "table2-e2e_prefix__cpu__s1"
     assert results.find_finished(results.config_hash({**CFG, "seed": 2}), tmp_path) is None
     assert results.find_finished(h, tmp_path, group="table3") is None
+
+
+def test_find_finished_recomputes_the_hash_from_the_stored_config(tmp_path):
+    """A record whose `config_hash` field was computed when `model.path` (a machine path) still counted: a
+    checkout at another path must still find it finished, or it retrains the cell."""
+    cfg = {**CFG, "model": {**CFG["model"], "path": "/work/main/models/tiny"}}
+    then = tuple(k for k in results.VOLATILE_KEYS if "model.path" not in k)
+    rec = RunRecord(run_id="table2-e2e_prefix__cpu__s1", group="table2", experiment="table2/e2e_prefix",
+                    config=cfg, config_hash=results.config_hash(cfg, then)).finish({"test/bleu": 0.5})
+    results.write_record(rec, tmp_path)
+    here = {**cfg, "model": {**cfg["model"], "path": "/home/u/prefixtune/models/tiny"}}
+    assert results.config_hash(here) != rec.config_hash  # the stored field alone would miss it
+    found = results.find_finished(results.config_hash(here), tmp_path)
+    assert found is not None and found.run_id == rec.run_id and found.config_hash == rec.config_hash
+    assert results.find_finished(results.config_hash({**here, "seed": 2}), tmp_path) is None
+
+
+def test_config_diff_names_the_changed_keys_only():
+    new = json.loads(json.dumps(CFG))
+    new["optim"]["lr"], new["paths"]["data"], new["decode"] = 1e-4, "/elsewhere", {"bf16": True}
+    assert results.config_diff(CFG, new) == ["decode.bf16: '<absent>' -> True", "optim.lr: 5e-05 -> 0.0001"]
+    assert results.config_diff(CFG, CFG) == []
+    many = {**CFG, **{f"k{i}": i for i in range(12)}}
+    assert results.config_diff(CFG, many, limit=3)[-1] == "... and 9 more"
+
+
+def test_cell_identity_ignores_only_the_seed():
+    a, b = make(), RunRecord(run_id="x__cpu__s2", group="table2", experiment="e", config={**CFG, "seed": 2})
+    assert a.identity != b.identity and a.cell_identity == b.cell_identity
+    c = RunRecord(run_id="x__cpu__s3", group="table2", experiment="e", config={**CFG, "optim": {"lr": 1.0}})
+    assert c.cell_identity != a.cell_identity
 
 
 def test_failed_record_keeps_error(tmp_path):

@@ -179,6 +179,40 @@ def test_only_the_chosen_scale_and_no_override_variants():
         build(recs + [other], scale=None)
 
 
+def test_seeds_are_averaged_within_the_newest_config_of_a_cell():
+    """A cell whose config changed (here: more steps) keeps its old seeds on disk, but the table shows only the
+    newest config's runs, never a mean over two configs, and names the records it left out."""
+    recs = load_fixture()
+    old = [r for r in recs if r.run_id.startswith("table2-e2e_prefix__cpu__s")]
+    assert len(old) == 3
+    new = RunRecord(**{**old[0].to_dict(), "run_id": "table2-e2e_prefix__cpu__s1", "config":
+                       {**old[0].config, "scale": {**old[0].config["scale"], "max_steps": 800}}})
+    new.metrics = {**new.metrics, "test/bleu": 0.123}
+    new.finished_at = "2026-02-01T00:00:00+00:00"
+    t = build([r for r in recs if r is not old[0]] + [new])
+    assert cell_text(t, "e2e", "prefix", "bleu") == "12.3"
+    assert cell_text(t, "e2e", "finetune", "bleu") == cell_text(build(), "e2e", "finetune", "bleu")
+    steps = next(d for d in t.deviations if d.startswith("Steps:"))
+    assert steps.startswith("Steps: training is capped at 400 for e2e/finetune, e2e/finetune_top2,")
+    assert steps.endswith("dart/prefix; 800 for e2e/prefix optimiser steps instead of the paper's epochs.")
+    left = [d for d in t.deviations if "earlier config" in d]
+    assert left == ["2 record(s) of an earlier config of their cell were left out (seeds are averaged only over "
+                    "one config): table2-e2e_prefix__cpu__s2, table2-e2e_prefix__cpu__s3"]
+
+
+def test_compute_section_sums_the_shown_runs_timing():
+    recs = load_fixture()
+    assert "## Compute" not in tables.to_markdown(build(recs))  # untimed fixture records: no section
+    for i, r in enumerate(recs):
+        r.timing = {"wall_s": 60.0 * (i + 1), "train_s": 30.0, "decode_s": 25.0, "score_s": 5.0}
+        r.provenance = {"hardware": {"usable_cores": 2, "cpu_model": "Xeon", "cuda_devices": []}}
+    text = tables.to_markdown(build(recs))
+    n = len(recs)
+    assert (f"- Sum of the {n} runs' wall time: {n * (n + 1) / 2:.1f} min (training {n * 0.5:.1f}, decoding "
+            f"{n * 25 / 60:.1f}, scoring {n / 12:.1f}); the longest run: {recs[-1].run_id} ({n:.1f} min). "
+            "Hardware: 2 cores, Xeon, 0 GPU.") in text
+
+
 # --- paper numbers come from the CSV ------------------------------------------------------------------------
 
 def test_paper_numbers_come_from_the_csv(tmp_path):

@@ -181,7 +181,10 @@ def bench_decoding(cfg) -> dict:
     from .decode import clean, decode, generation_kwargs
 
     d = cfg.decode
-    run = _compose(f"model={d.model}", "method=prefix", "method.length=5", f"decode.max_new_tokens={d.max_new_tokens}")
+    # fp32 on every path: this compares implementations (PEFT's generate runs without autocast); bf16 is
+    # measured on its own (bench_bf16), and the cpu scale's decode.bf16 would otherwise apply to ours only
+    run = _compose(f"model={d.model}", "method=prefix", "method.length=5", f"decode.max_new_tokens={d.max_new_tokens}",
+                   "decode.bf16=false")
     ours = build(d.model, "prefix", {"length": 5})
     bb = ours.backbone
     sources = [g.source for g in load_split("e2e", "dev").groups[: int(d.sources)]]

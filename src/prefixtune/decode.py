@@ -64,7 +64,7 @@ def decode(method, encoder: Encoder, sources: Sequence[str], dcfg: Any, progress
         from tqdm.auto import tqdm
 
         chunks = tqdm(chunks, desc="decode", unit="batch")
-    # bf16 autocast (decode.bf16; on at cpu scale, where AMX makes it ~1.7x faster): a few beams tie-break
+    # bf16 autocast (decode.bf16; on at cpu scale: ~1.7x faster on an avx512_bf16 CPU): a few beams tie-break
     # differently, so it is part of the config hash, never a silent speed switch
     bf16 = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(dcfg.get("bf16", False)))
     for chunk in chunks:

@@ -51,6 +51,7 @@ class Table:
     lines: dict[str, list[Line]]   # dataset id -> rows, in the order of spec["datasets"] / spec["rows"]
     deviations: list[str]
     claims: list[Claim]
+    compute: list[str] = dataclasses.field(default_factory=list)
 
 
 def load_spec(name_or_path: str | Path) -> dict:
@@ -83,21 +84,34 @@ def _key(rec: RunRecord) -> tuple[str, str]:
     return ds, rec.config.get("row") or rec.experiment.split("-", 1)[-1].removeprefix(ds + "_")
 
 
+def _lookup(cfg: dict, dotted: str) -> str:
+    node = cfg
+    for key in dotted.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    return "?" if node is None else str(node)
+
+
 def _fill(text: str, cfg: dict) -> str:
     """`{scale.max_steps}` -> that value of `cfg` (numbers stay in conf/, not in the spec); `?` if absent."""
+    return re.sub(r"\{([\w.]+)\}", lambda m: _lookup(cfg, m.group(1)), " ".join(text.split()))
+
+
+def _fill_runs(text: str, recs: list[RunRecord]) -> str:
+    """`_fill` over every record: a value the runs disagree on is written with the cells that hold it."""
     def get(m: re.Match) -> str:
-        node = cfg
-        for key in m.group(1).split("."):
-            node = node.get(key) if isinstance(node, dict) else None
-        return "?" if node is None else str(node)
+        where: dict[str, list[str]] = {}
+        for r in recs:
+            where.setdefault(_lookup(r.config, m.group(1)), []).append("/".join(_key(r)))
+        if len(where) <= 1:
+            return next(iter(where), "?")
+        return "; ".join(f"{v} for {', '.join(dict.fromkeys(cells))}" for v, cells in where.items())
     return re.sub(r"\{([\w.]+)\}", get, " ".join(text.split()))
 
 
 def _deviations(spec: dict, scale: str, recs: list[RunRecord], order: list[tuple[str, str]]) -> list[str]:
     """The spec's fixed list (all scales + this scale), then each distinct record note and where it holds."""
-    first = recs[0].config if recs else {}
     fixed = spec.get("deviations", {})
-    out = [_fill(t, first) for t in fixed.get("all", []) + fixed.get(scale, [])]
+    out = [_fill_runs(t, recs) for t in fixed.get("all", []) + fixed.get(scale, [])]
     hits: dict[str, list[RunRecord]] = {}
     for r in recs:
         for note in dict.fromkeys(r.notes):
@@ -155,7 +169,24 @@ def build_table(spec: dict, records: Iterable[RunRecord], paper: dict, scale: st
     labels = "; ".join(dict.fromkeys(r.config["scale"].get("label", scale) for r in recs)) or scale
     ctx = {"models": models, "scale": scale, "runs": len(recs), "spec": spec, "labels": labels}
     heading = [_fill(h, ctx) for h in spec["heading"]]
-    return Table(spec, heading, by_ds, deviations, _claims(spec, by_ds, paper))
+    return Table(spec, heading, by_ds, deviations, _claims(spec, by_ds, paper), _compute(recs))
+
+
+def _compute(recs: list[RunRecord]) -> list[str]:
+    """What the shown runs cost, from their records' `timing` and `provenance` (empty when none was timed)."""
+    timed = [r for r in recs if r.timing.get("wall_s") is not None]
+    if not timed:
+        return []
+    tot = {k: sum(float(r.timing.get(k) or 0.0) for r in timed) / 60 for k in ("wall_s", "train_s", "decode_s",
+                                                                            "score_s")}
+    hw = [r.provenance.get("hardware", {}) for r in timed]
+    where = "; ".join(dict.fromkeys(f"{h.get('usable_cores', '?')} cores, {h.get('cpu_model', '?')}, "
+                                    f"{len(h.get('cuda_devices') or [])} GPU" for h in hw))
+    slow = max(timed, key=lambda r: r.timing["wall_s"])
+    return [f"Sum of the {len(timed)} runs' wall time: {tot['wall_s']:.1f} min (training {tot['train_s']:.1f}, "
+            f"decoding {tot['decode_s']:.1f}, scoring {tot['score_s']:.1f}); the longest run: {slow.run_id} "
+            f"({slow.timing['wall_s'] / 60:.1f} min). Hardware: {where}.",
+            "Each run's own timing, peak memory and provenance are in its record (results/runs/)."]
 
 
 def _newest_config(recs: list[RunRecord]) -> tuple[list[RunRecord], list[RunRecord]]:
@@ -241,6 +272,7 @@ def to_markdown(table: Table) -> str:
         out += ["| " + " | ".join(r) + " |" for r in grid[1:]] + [""]
     out += ["## Deviations from the paper", ""] + [f"- {d}" for d in table.deviations] + [""]
     out += ["## The paper's claims, judged on our numbers", ""] + [f"{c}\n" for c in _claim_lines(table)]
+    out += (["## Compute", ""] + [f"- {c}" for c in table.compute] + [""]) if table.compute else []
     return "\n".join(out).rstrip() + "\n"
 
 
