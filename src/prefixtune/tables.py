@@ -91,21 +91,26 @@ def _lookup(cfg: dict, dotted: str) -> str:
     return "?" if node is None else str(node)
 
 
+def _substitute(text: str, value) -> str:
+    """Each `{dotted.key}` in `text` (whitespace collapsed) -> `value(dotted_key)`."""
+    return re.sub(r"\{([\w.]+)\}", lambda m: value(m.group(1)), " ".join(text.split()))
+
+
 def _fill(text: str, cfg: dict) -> str:
     """`{scale.max_steps}` -> that value of `cfg` (numbers stay in conf/, not in the spec); `?` if absent."""
-    return re.sub(r"\{([\w.]+)\}", lambda m: _lookup(cfg, m.group(1)), " ".join(text.split()))
+    return _substitute(text, lambda key: _lookup(cfg, key))
 
 
 def _fill_runs(text: str, recs: list[RunRecord]) -> str:
     """`_fill` over every record: a value the runs disagree on is written with the cells that hold it."""
-    def get(m: re.Match) -> str:
+    def value(key: str) -> str:
         where: dict[str, list[str]] = {}
         for r in recs:
-            where.setdefault(_lookup(r.config, m.group(1)), []).append("/".join(_key(r)))
+            where.setdefault(_lookup(r.config, key), []).append("/".join(_key(r)))
         if len(where) <= 1:
             return next(iter(where), "?")
         return "; ".join(f"{v} for {', '.join(dict.fromkeys(cells))}" for v, cells in where.items())
-    return re.sub(r"\{([\w.]+)\}", get, " ".join(text.split()))
+    return _substitute(text, value)
 
 
 def _deviations(spec: dict, scale: str, recs: list[RunRecord], order: list[tuple[str, str]]) -> list[str]:
@@ -198,8 +203,11 @@ def _newest_config(recs: list[RunRecord]) -> tuple[list[RunRecord], list[RunReco
         k = _key(r)
         if k not in newest or (r.finished_at or "") > (newest[k].finished_at or ""):
             newest[k] = r
-    keep = [r for r in recs if r.cell_identity == newest[_key(r)].cell_identity]
-    return keep, [r for r in recs if r not in keep]
+    current = {k: r.cell_identity for k, r in newest.items()}  # one hash per cell, not one per comparison
+    keep, stale = [], []
+    for r in recs:
+        (keep if r.cell_identity == current[_key(r)] else stale).append(r)
+    return keep, stale
 
 
 def _claims(spec: dict, lines: dict[str, list[Line]], paper: dict) -> list[Claim]:
