@@ -39,6 +39,14 @@ def test_report_has_every_section(report):
     assert {"fp32", "bf16", "speedup"} <= set(rep["tiny_gpt2"]["bf16"]["prefix"])
     assert rep["matmul"]["fp32_gflops"] > 0 and len(rep["targets"]) == 5
     assert "## Targets" in md and "## Decoding" in md
+    assert 0 <= rep["decode"]["bf16_same_outputs"] <= rep["decode"]["sources"] and "bf16 autocast" in md
+
+
+def test_bf16_comparison_starts_from_the_same_weights(report):
+    """fp32 and bf16 runs are built from one seed: their first losses differ only by bf16 rounding."""
+    rep, _ = report
+    r = rep["tiny_gpt2"]["bf16"]["prefix"]
+    assert len(r["fp32"]["losses"]) == len(r["bf16"]["losses"]) and r["first_loss_rel_diff"] < 0.02, r
 
 
 def test_our_prefix_follows_peft_from_the_same_weights(report):

@@ -37,9 +37,10 @@ def _plain_logits(model: str, batch: dict[str, torch.Tensor], **kw) -> torch.Ten
 
 
 def _logits(method, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Full (B, T, V) logits: without labels (with labels a method returns only the loss, methods/base.py)."""
     method.eval()
     with torch.no_grad():
-        return method(**dict(batch)).logits
+        return method(**{k: v for k, v in batch.items() if k != "labels"}).logits
 
 
 def _random_materialised(method, std: float = 1.0, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -255,7 +256,7 @@ def test_bf16_autocast_forward(model):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = method(**dict(batch))
     assert seen and set(seen) == {torch.bfloat16}, seen  # attention (with its prefix) ran in bf16
-    assert torch.isfinite(out.loss) and torch.isfinite(out.logits.float()).all()
+    assert torch.isfinite(out.loss)
     assert abs(out.loss.item() - fp32.item()) / fp32.item() < 0.05
     out.loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in method.trainable_parameters())

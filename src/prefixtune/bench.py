@@ -95,28 +95,56 @@ def _loss(m, batch) -> torch.Tensor:
     return m(**dict(batch)).loss
 
 
-def train_steps(m, batch, n_warm: int, n_timed: int, lr: float, bf16: bool = False) -> dict:
-    params = m.trainable_parameters()
-    opt = torch.optim.AdamW(params, lr=lr)
-    if not isinstance(m, PeftPrefix):
-        m.train()
-    times, losses = [], []
-    for i in range(n_warm + n_timed):
+class _Stepper:
+    """One method's optimiser and its timed training steps (forward, backward, AdamW step)."""
+
+    def __init__(self, m, batch, lr: float, bf16: bool = False) -> None:
+        self.m, self.batch, self.bf16 = m, batch, bf16
+        self.params = m.trainable_parameters()
+        self.opt = torch.optim.AdamW(self.params, lr=lr)
+        if not isinstance(m, PeftPrefix):
+            m.train()
+        self.times: list[float] = []
+        self.losses: list[float] = []
+
+    def step(self, timed: bool) -> None:
         t = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = _loss(m, batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            loss = _loss(self.m, self.batch)
         loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
         dt = time.perf_counter() - t
-        losses.append(float(loss.detach()))
-        if i >= n_warm:
-            times.append(dt)
-    tokens = int(batch["attention_mask"].sum())
-    med = statistics.median(times)
-    return {"step_s": med, "step_s_min": min(times), "step_s_max": max(times), "tokens_per_s": tokens / med,
-            "tokens": tokens, "padded_tokens": int(batch["attention_mask"].numel()), "losses": losses,
-            "trainable": sum(p.numel() for p in params)}
+        self.losses.append(float(loss.detach()))
+        if timed:
+            self.times.append(dt)
+
+    def summary(self) -> dict:
+        tokens = int(self.batch["attention_mask"].sum())
+        med = statistics.median(self.times)
+        return {"step_s": med, "step_s_min": min(self.times), "step_s_max": max(self.times),
+                "tokens_per_s": tokens / med, "tokens": tokens,
+                "padded_tokens": int(self.batch["attention_mask"].numel()), "losses": self.losses,
+                "trainable": sum(p.numel() for p in self.params)}
+
+
+def train_steps(m, batch, n_warm: int, n_timed: int, lr: float, bf16: bool = False) -> dict:
+    s = _Stepper(m, batch, lr, bf16)
+    for i in range(n_warm + n_timed):
+        s.step(timed=i >= n_warm)
+    return s.summary()
+
+
+def train_interleaved(models: dict, batch, n_warm: int, n_timed: int, lr: float,
+                      bf16: dict[str, bool] | None = None) -> dict:
+    """Round-robin: step i of every method before step i + 1 of any, so that drift of the machine (other load,
+    thermal state, allocator growth) falls on all methods alike instead of on whichever runs last."""
+    bf16 = bf16 or {}
+    steppers = {name: _Stepper(m, batch, lr, bf16.get(name, False)) for name, m in models.items()}
+    for i in range(n_warm + n_timed):
+        for s in steppers.values():
+            s.step(timed=i >= n_warm)
+    return {name: s.summary() for name, s in steppers.items()}
 
 
 def _copy_peft_into_ours(peft: PeftPrefix, ours) -> bool:
@@ -141,8 +169,8 @@ def bench_training(cfg, model: str) -> dict:
     batch = _batch(next(iter(built.values())).backbone, int(cfg.batch_size))
     same_start = ("prefix" in built and "peft_prefix" in built
                   and _copy_peft_into_ours(built["peft_prefix"], built["prefix"]))
-    for name, m in built.items():
-        out[name] = train_steps(m, batch, int(cfg.warmup_steps), int(cfg.timed_steps), float(cfg.lr))
+    out.update(train_interleaved(built, batch, int(cfg.warmup_steps), int(cfg.timed_steps), float(cfg.lr)))
+    for name in built:
         print(f"[bench] {model} train {name}: {out[name]['tokens_per_s']:.0f} tok/s "
               f"(median {out[name]['step_s']:.2f} s/step), losses {[round(x, 4) for x in out[name]['losses']]}",
               flush=True)
@@ -155,15 +183,16 @@ def bench_training(cfg, model: str) -> dict:
 
 
 def bench_bf16(cfg, model: str) -> dict:
+    """fp32 vs bf16 autocast, the two runs interleaved step by step from the same start weights."""
     out = {}
     for name in cfg.bf16_methods:
-        res = {}
-        for bf16 in (False, True):
+        built = {}
+        for precision in ("fp32", "bf16"):
             torch.manual_seed(0)
-            m = build(model, name, dict(cfg.methods.get(name) or {}))
-            batch = _batch(m.backbone, int(cfg.batch_size))
-            res["bf16" if bf16 else "fp32"] = train_steps(m, batch, int(cfg.warmup_steps), int(cfg.timed_steps),
-                                                          float(cfg.lr), bf16=bf16)
+            built[precision] = build(model, name, dict(cfg.methods.get(name) or {}))
+        batch = _batch(built["fp32"].backbone, int(cfg.batch_size))
+        res = train_interleaved(built, batch, int(cfg.warmup_steps), int(cfg.timed_steps), float(cfg.lr),
+                                bf16={"bf16": True})
         res["speedup"] = res["fp32"]["step_s"] / res["bf16"]["step_s"]
         res["first_loss_rel_diff"] = abs(res["bf16"]["losses"][0] - res["fp32"]["losses"][0]) / res["fp32"]["losses"][0]
         out[name] = res
@@ -193,6 +222,11 @@ def bench_decoding(cfg) -> dict:
     t = time.perf_counter()
     batched = decode(ours, enc, sources, run.decode)
     res["batched_s"] = time.perf_counter() - t
+    # bf16 autocast while decoding (the cpu scale's decode.bf16): speed and how many outputs stay the same
+    t = time.perf_counter()
+    in_bf16 = decode(ours, enc, sources, OmegaConf.merge(run.decode, {"bf16": True}))
+    res["batched_bf16_s"] = time.perf_counter() - t
+    res["bf16_same_outputs"] = sum(a == b for a, b in zip(batched, in_bf16))
     single = dict(OmegaConf.to_container(run.decode, resolve=True), batch_size=1)
     t = time.perf_counter()
     one = decode(ours, enc, sources, OmegaConf.create(single))
@@ -362,7 +396,11 @@ def to_markdown(rep: dict) -> str:
               "| path | seconds | outputs identical to ours batched |", "|---|---|---|",
               f"| ours, batched | {d['batched_s']:.1f} | — |",
               f"| ours, one source at a time | {d['one_at_a_time_s']:.1f} | {d['batched_equals_one_at_a_time']} |",
-              f"| PEFT `generate`, batched | {d['peft_batched_s']:.1f} | {d['batched_equals_peft']} |", ""]
+              f"| PEFT `generate`, batched | {d['peft_batched_s']:.1f} | {d['batched_equals_peft']} |"]
+    if "batched_bf16_s" in d:
+        lines.append(f"| ours, batched, bf16 autocast | {d['batched_bf16_s']:.1f} | "
+                     f"{d['bf16_same_outputs']}/{d['sources']} the same |")
+    lines.append("")
     return "\n".join(lines)
 
 

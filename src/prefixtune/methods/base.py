@@ -165,9 +165,38 @@ class Method(nn.Module):
         batch.pop("num_items_in_batch", None)
         batch, extras = self._split(batch)
         self.prepare(extras)
+        if labels is not None and self._labelled_head() is not None:
+            return Output(loss=self._labelled_loss(batch, labels))
         out = self.model(**batch, use_cache=False)
         loss = None if labels is None else self.lm_loss(out.logits, labels)
         return Output(loss=loss, logits=out.logits)
+
+    def _labelled_head(self) -> tuple[nn.Module, nn.Module] | None:
+        """(body, LM head) of a decoder-only backbone whose logits are `head(body(...).last_hidden_state)` (GPT-2,
+        Llama); None where the head does more (BART's final_logits_bias, soft-capping): those take the full path."""
+        if self.backbone.is_encoder_decoder or getattr(self.model.config, "final_logit_softcapping", None):
+            return None
+        body, head = getattr(self.model, "base_model", None), self.model.get_output_embeddings()
+        if body is None or body is self.model or not isinstance(head, nn.Linear):
+            return None
+        return body, head
+
+    def _labelled_loss(self, batch: dict[str, Any], labels: torch.Tensor) -> torch.Tensor:
+        """The loss of `lm_loss`, with the LM head applied only where a label is (the target tokens).
+
+        With labels, the caller wants the loss, not the logits: the source tokens of table-to-text (about half of
+        each row, label -100) need no vocabulary projection, and the (B, T, V) logits -- V = 49,152 for SmolLM2,
+        with their fp32 copy, softmax and gradient -- are the largest activation of a frozen-LM method's step.
+        Same value as `lm_loss` on the full logits (tests/test_labelled_loss.py); `Output.logits` is then None."""
+        body, head = self._labelled_head()
+        hidden = body(**batch, use_cache=False).last_hidden_state
+        hidden, labels = hidden[:, :-1], labels[:, 1:]  # decoder-only: predict token t+1 from position t
+        keep = labels != -100
+        nll = F.cross_entropy(head(hidden[keep]).float(), labels[keep], reduction="none")
+        if self.loss_reduction == "sequence_sum":
+            rows = keep.nonzero()[:, 0]
+            return torch.zeros(labels.shape[0], dtype=nll.dtype, device=nll.device).index_add(0, rows, nll).mean()
+        return nll.sum() / keep.sum().clamp(min=1)
 
     def lm_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if not self.backbone.is_encoder_decoder:  # decoder-only: predict token t+1 from position t
