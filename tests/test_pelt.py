@@ -38,3 +38,20 @@ def test_pelt_report_from_a_real_multirun(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # ordered by trainable share: LoRA (r=4 on c_attn) trains less than MAM (prefix MLP + parallel adapters)
     assert [r.split(",")[0] for r in rows[1:]] == ["lora", "mam"]
+
+
+def test_rows_average_seeds_within_a_methods_newest_config():
+    from prefixtune import pelt
+    from prefixtune.results import RunRecord
+
+    def rec(seed, bleu, steps, when):
+        cfg = {"group": "pelt", "seed": seed, "row": "lora", "scale": {"name": "cpu"}, "trainer": {"max_steps": steps},
+               "method": {"label": "LoRA"}}
+        r = RunRecord(run_id=f"pelt-e2e_lora__cpu__s{seed}", group="pelt", experiment="pelt-e2e_lora", config=cfg,
+                      params={"trainable_pct": 0.2, "stored_pct": 0.2, "stored": 10}).finish({"test/bleu": bleu})
+        r.finished_at = when
+        return r
+
+    rows = pelt.rows([rec(1, 0.5, 100, "2026-01-01"), rec(2, 0.7, 100, "2026-01-02"), rec(3, 0.1, 50, "2025-01-01")],
+                     "cpu")
+    assert len(rows) == 1 and rows[0]["n"] == 2

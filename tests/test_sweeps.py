@@ -87,3 +87,28 @@ def test_fig3_and_fig5_points(tmp_path):
     assert [p["x"] for p in pts] == ["random", "banana", "table-to-text:"]  # random first, then by name
     assert sweeps.main(["fig5", "--root", str(tmp_path)]) == 0
     assert (tmp_path / "figures" / "fig5_init.png").is_file()
+
+
+def _lowdata(subset: int, seed: int, bleu: float, steps: int = 200, when: str = "2026-01-01") -> RunRecord:
+    cfg = {"group": "fig3", "seed": seed, "row": "prefix", "scale": {"name": "cpu"}, "trainer": {"max_steps": steps},
+           "data": {"name": "e2e", "lowdata": {"size": 100, "subset": subset}}, "model": {"label": "SmolLM2-135M"}}
+    rec = RunRecord(run_id=f"fig3-e2e_prefix_100__cpu__s{seed}__o{subset:02d}{steps:06x}", group="fig3",
+                    experiment="fig3-e2e_prefix_100", config=cfg).finish({"test/bleu": bleu, "test/rouge_l": bleu})
+    rec.finished_at = f"{when}T00:00:00+00:00"
+    return rec
+
+
+def test_a_point_averages_subsets_and_seeds_of_its_newest_config_only():
+    """Subsets and seeds are the repeats of a low-data point; a run of an earlier config of that point (here:
+    other max_steps) is neither averaged in nor silently dropped: the markdown names it."""
+    recs = [_lowdata(0, 1, 0.50), _lowdata(1, 1, 0.60), _lowdata(0, 2, 0.70),
+            _lowdata(0, 1, 0.10, steps=100, when="2025-06-01")]
+    pts = sweeps.points(recs, "fig3", "cpu")
+    assert [(p["x"], p["n"], round(p["BLEU"][0], 6)) for p in pts] == [(100, 3, 60.0)]
+    assert pts[0]["left_out"] == [recs[3].run_id]
+    md = sweeps.to_markdown("fig3", pts, "cpu", "SmolLM2-135M")
+    assert f"Left out: 1 run(s) of an earlier config of their point" in md and recs[3].run_id in md
+    # the newest config wins even when it is the one with fewer runs
+    newer = _lowdata(0, 1, 0.20, steps=300, when="2026-06-01")
+    pts = sweeps.points(recs + [newer], "fig3", "cpu")
+    assert [(p["n"], round(p["BLEU"][0], 6)) for p in pts] == [(1, 20.0)] and len(pts[0]["left_out"]) == 4

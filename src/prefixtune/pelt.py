@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 
 from .paths import results_dir
-from .results import RunRecord, iter_records
+from .results import RunRecord, iter_records, newest_config
 from .tables import write_atomic
 
 GROUP = "pelt"
@@ -39,11 +39,13 @@ def _fmt(mean: float, std: float | None, digits: int) -> str:
 
 def rows(records: list[RunRecord], scale: str) -> list[dict]:
     """One row per method (record `config.row`), in order of trainable share."""
+    recs = [r for r in records if r.group == GROUP and r.status == "finished"
+            and r.config["scale"]["name"] == scale and not r.is_variant]
+    method = lambda r: r.config.get("row") or r.experiment  # noqa: E731
+    recs, _ = newest_config(recs, method)  # seeds are averaged within a method's newest config only
     by: dict[str, list[RunRecord]] = {}
-    for r in records:
-        if r.group == GROUP and r.status == "finished" and r.config["scale"]["name"] == scale \
-                and not r.is_variant:
-            by.setdefault(r.config.get("row") or r.experiment, []).append(r)
+    for r in recs:
+        by.setdefault(method(r), []).append(r)
     out = []
     for row, recs in by.items():
         d: dict = {"method": row, "label": recs[0].config["method"].get("label", row), "n": len(recs),

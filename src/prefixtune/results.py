@@ -20,7 +20,7 @@ import tempfile
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from prefixtune.paths import results_dir
 
@@ -170,7 +170,12 @@ class RunRecord:
     @property
     def cell_identity(self) -> str:
         """`identity` without the seed: records of one table cell agree on it unless the config changed."""
-        return config_hash({k: v for k, v in self.config.items() if k != "seed"})
+        return self.identity_without(("seed",))
+
+    def identity_without(self, keys: tuple[str, ...]) -> str:
+        """`identity` with the dotted `keys` (fnmatch patterns) left out as well: what the repeats of one table
+        cell or figure point share (their seed, for low data also the sampled subset, may differ)."""
+        return config_hash(self.config, VOLATILE_KEYS + tuple(keys))
 
     @property
     def is_variant(self) -> bool:
@@ -434,3 +439,22 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def newest_config(recs: list[RunRecord], key: Callable[[RunRecord], Any], repeat_keys: tuple[str, ...] = ("seed",)
+                  ) -> tuple[list[RunRecord], list[RunRecord]]:
+    """(kept, stale): per `key(record)` (a table cell, a figure point, a method row), the records sharing the
+    config of that key's newest record, up to `repeat_keys` (what varies between the repeats averaged into one
+    number). A cell whose config changed (e.g. a new cpu-scale setting) keeps older seeds on disk, but they must
+    not be averaged with the new ones."""
+    newest: dict[Any, RunRecord] = {}
+    for r in recs:
+        k = key(r)
+        if k not in newest or (r.finished_at or "") > (newest[k].finished_at or ""):
+            newest[k] = r
+    current = {k: r.identity_without(repeat_keys) for k, r in newest.items()}  # one hash per key
+    keep, stale = [], []
+    for r in recs:
+        (keep if r.identity_without(repeat_keys) == current[key(r)] else stale).append(r)
+    return keep, stale
+

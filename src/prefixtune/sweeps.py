@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from .paths import results_dir
-from .results import RunRecord, iter_records
+from .results import RunRecord, iter_records, newest_config
 from .tables import write_atomic
 
 def _init_label(cfg: dict) -> str:
@@ -36,6 +36,8 @@ FIGURES = {
               ("train loss", "train/loss", 1, 3, False)]),
     "fig5": ("fig5", "initialisation", _init_label, lambda c: c["data"]["name"], _QUALITY),
 }
+# what differs between the runs averaged into one point: the seed and, for low data, the sampled subset
+REPEAT_KEYS = ("seed", "data.lowdata.subset")
 E2E_SCALE = {"test/bleu": 100, "test/rouge_l": 100, "test/meteor": 100}  # E2E scorer: fractions
 
 
@@ -52,15 +54,19 @@ def points(records: list[RunRecord], name: str, scale: str, group: str | None = 
     sampled subset)."""
     default_group, _, get_x, get_series, metrics = FIGURES[name]
     group = group or default_group
+    recs = [r for r in records if r.group == group and r.status == "finished" and r.config["scale"]["name"] == scale]
+    point = lambda r: (get_series(r.config), get_x(r.config))  # noqa: E731
+    # a point averages its seeds (and sampled subsets) within the newest config only; older runs are listed
+    recs, stale = newest_config(recs, point, REPEAT_KEYS)
     by: dict[tuple, list[RunRecord]] = {}
-    for r in records:
-        if r.group == group and r.status == "finished" and r.config["scale"]["name"] == scale:
-            by.setdefault((get_series(r.config), get_x(r.config)), []).append(r)
+    for r in recs:
+        by.setdefault(point(r), []).append(r)
     out = []
     for (series, x), recs in sorted(by.items(), key=lambda kv: (str(kv[0][0]), _order(kv[0][1]))):
         ds = recs[0].config["data"]["name"]
         p = {"series": series, "dataset": ds, "x": x, "n": len(recs),
-             "seeds": sorted(r.config.get("seed") for r in recs)}
+             "seeds": sorted(r.config.get("seed") for r in recs),
+             "left_out": sorted(r.run_id for r in stale if point(r) == (series, x))}
         for col, mkey, factor, _, _ in metrics:
             f = factor if factor is not None else (E2E_SCALE.get(mkey, 1) if ds == "e2e" else 1)
             vals = [r.metrics.get(mkey) * f for r in recs if r.metrics.get(mkey) is not None]
@@ -118,6 +124,10 @@ def to_markdown(name: str, pts: list[dict], scale: str, models: str) -> str:
                 cells.append("—" if mean is None else f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std else ""))
             lines.append(f"| {p['x']} | {p['n']} | " + " | ".join(cells) + " |")
         lines.append("")
+    left = [rid for p in pts for rid in p.get("left_out", [])]
+    if left:
+        lines += [f"Left out: {len(left)} run(s) of an earlier config of their point (runs are averaged only "
+                  f"within one config): {', '.join(left)}.", ""]
     return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ import yaml
 
 from prefixtune.claims import Claim, Stat, judge_claims
 from prefixtune.paths import REPO_ROOT, results_dir
-from prefixtune.results import RunRecord, iter_records
+from prefixtune.results import RunRecord, iter_records, newest_config
 
 OURS, MISSING, UNAVAILABLE = "ok", "missing", "unavailable"
 
@@ -145,7 +145,7 @@ def build_table(spec: dict, records: Iterable[RunRecord], paper: dict, scale: st
             or any(_key(r)[1] == row["id"] for r in recs)]
     order = [(ds["id"], row["id"]) for ds in spec["datasets"] for row in rows]
     recs = [r for r in recs if r not in variants and _key(r) in order]
-    recs, stale = _newest_config(recs)
+    recs, stale = newest_config(recs, _key)
     recs = sorted(recs, key=lambda r: (order.index(_key(r)), r.config.get("seed", 0), r.run_id))
     ddof = int(spec.get("aggregation", {}).get("ddof", 1))
 
@@ -192,22 +192,6 @@ def _compute(recs: list[RunRecord]) -> list[str]:
             f"decoding {tot['decode_s']:.1f}, scoring {tot['score_s']:.1f}); the longest run: {slow.run_id} "
             f"({slow.timing['wall_s'] / 60:.1f} min). Hardware: {where}.",
             "Each run's own timing, peak memory and provenance are in its record (results/runs/)."]
-
-
-def _newest_config(recs: list[RunRecord]) -> tuple[list[RunRecord], list[RunRecord]]:
-    """(kept, stale): per cell, the records sharing the config of the cell's newest record. A cell whose config
-    changed (e.g. a new cpu-scale setting) keeps older seeds on disk, but they must not be averaged with the new
-    ones."""
-    newest: dict[tuple[str, str], RunRecord] = {}
-    for r in recs:
-        k = _key(r)
-        if k not in newest or (r.finished_at or "") > (newest[k].finished_at or ""):
-            newest[k] = r
-    current = {k: r.cell_identity for k, r in newest.items()}  # one hash per cell, not one per comparison
-    keep, stale = [], []
-    for r in recs:
-        (keep if r.cell_identity == current[_key(r)] else stale).append(r)
-    return keep, stale
 
 
 def _claims(spec: dict, lines: dict[str, list[Line]], paper: dict) -> list[Claim]:
