@@ -60,3 +60,24 @@ def test_our_prefix_follows_peft_from_the_same_weights(report):
 def test_decoding_paths_agree(report):
     rep, _ = report
     assert rep["decode"]["batched_equals_one_at_a_time"] and rep["decode"]["batched_equals_peft"]
+
+
+def test_flop_floor_counts_the_head_only_where_it_projects():
+    from prefixtune.bench import flop_floor
+
+    rate = {"fp32_gflops": 1.0}
+    train = {"prefix": {"step_s": 1.0, "padded_tokens": 100, "head_tokens": 40},
+             "peft_prefix": {"step_s": 1.0, "padded_tokens": 100, "head_tokens": 100},
+             "finetune": {"step_s": 1.0, "padded_tokens": 100, "head_tokens": 40}}
+    fl = flop_floor(train, body_params=1000, head_params=500, rate=rate)
+    assert fl["prefix"]["gflop_per_step"] == 4 * (1000 * 100 + 500 * 40) / 1e9
+    assert fl["peft_prefix"]["gflop_per_step"] == 4 * (1000 * 100 + 500 * 100) / 1e9
+    assert fl["finetune"]["gflop_per_step"] == 6 * (1000 * 100 + 500 * 40) / 1e9  # weight gradients too
+
+
+def test_head_tokens_of_each_path(report):
+    rep, _ = report
+    tr = rep["tiny_llama"]["train"]
+    assert tr["peft_prefix"]["head_tokens"] == tr["peft_prefix"]["padded_tokens"]
+    assert 0 < tr["prefix"]["head_tokens"] < tr["prefix"]["padded_tokens"]
+    assert rep["tiny_llama"]["body_params"] + rep["tiny_llama"]["head_params"] <= rep["tiny_llama"]["n_params"]

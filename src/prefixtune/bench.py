@@ -119,13 +119,21 @@ class _Stepper:
         if timed:
             self.times.append(dt)
 
+    def head_tokens(self) -> int:
+        """Positions the LM head projects: ours only the labelled ones (methods/base.py `_labelled_loss`), PEFT
+        and the full path every position, padding included."""
+        padded = int(self.batch["attention_mask"].numel())
+        if isinstance(self.m, PeftPrefix) or self.m._labelled_head() is None:
+            return padded
+        return int((self.batch["labels"][:, 1:] != -100).sum())
+
     def summary(self) -> dict:
         tokens = int(self.batch["attention_mask"].sum())
         med = statistics.median(self.times)
         return {"step_s": med, "step_s_min": min(self.times), "step_s_max": max(self.times),
                 "tokens_per_s": tokens / med, "tokens": tokens,
-                "padded_tokens": int(self.batch["attention_mask"].numel()), "losses": self.losses,
-                "trainable": sum(p.numel() for p in self.params)}
+                "padded_tokens": int(self.batch["attention_mask"].numel()), "head_tokens": self.head_tokens(),
+                "losses": self.losses, "trainable": sum(p.numel() for p in self.params)}
 
 
 def train_steps(m, batch, n_warm: int, n_timed: int, lr: float, bf16: bool = False) -> dict:
@@ -275,16 +283,20 @@ def matmul_rate(cfg) -> dict:
     return out
 
 
-def flop_floor(train: dict, n_params: int, rate: dict) -> dict:
-    """Matmul FLOPs per step ~ 2 N T forward + 2 N T backward to the activations (+ 2 N T for weight gradients
-    when every weight trains); T = padded tokens (padding is computed too). Attention scores are ignored
-    (T ~ 70 here)."""
+def flop_floor(train: dict, body_params: int, head_params: int, rate: dict) -> dict:
+    """Matmul FLOPs of the step as each implementation computes it, over the measured fp32 matmul rate.
+
+    Per token: 2 N forward + 2 N backward to the activations (+ 2 N for the weight gradients when every weight
+    trains), N = the body's weights (`body_params`, embeddings left out: a lookup) for each of the T padded
+    tokens (padding is computed too), and the LM head's (V x d, `head_params`) for each position it projects
+    (`head_tokens`: ours the labelled positions only, PEFT all T). Attention scores are ignored (T ~ 70 here)."""
     out = {}
     for name, r in train.items():
         if not isinstance(r, dict) or "step_s" not in r:
             continue
-        full = name == "finetune"
-        flops = (6 if full else 4) * n_params * r["padded_tokens"]
+        k = 6 if name == "finetune" else 4
+        head_tokens = r.get("head_tokens", r["padded_tokens"])
+        flops = k * body_params * r["padded_tokens"] + k * head_params * head_tokens
         floor_s = flops / (rate["fp32_gflops"] * 1e9)
         out[name] = {"gflop_per_step": flops / 1e9, "floor_s": floor_s, "efficiency": floor_s / r["step_s"]}
     return out
@@ -321,10 +333,15 @@ def run(cfg) -> dict:
     from .backbone import load_backbone
 
     for model in cfg.models:
-        n_params = load_backbone(_compose(f"model={model}").model).num_parameters()
-        entry: dict[str, Any] = {"n_params": n_params}
+        bb = load_backbone(_compose(f"model={model}").model)
+        head, embed = bb.model.get_output_embeddings().weight, bb.model.get_input_embeddings().weight
+        n_params, head_params = bb.num_parameters(), head.numel()
+        # the input embedding is a lookup (no FLOPs); tied to the head (GPT-2, SmolLM2) it is counted once
+        body_params = n_params - head_params - (0 if embed.data_ptr() == head.data_ptr() else embed.numel())
+        del bb, head, embed
+        entry: dict[str, Any] = {"n_params": n_params, "head_params": head_params, "body_params": body_params}
         entry["train"] = bench_training(cfg, model)
-        entry["floor"] = flop_floor(entry["train"], n_params, report["matmul"])
+        entry["floor"] = flop_floor(entry["train"], body_params, head_params, report["matmul"])
         entry["memory"] = bench_memory(cfg, model)
         if model == cfg.decode.model:
             entry["bf16"] = bench_bf16(cfg, model)
@@ -379,6 +396,9 @@ def to_markdown(rep: dict) -> str:
                          f"({r['step_s_min']:.2f}–{r['step_s_max']:.2f}) | {fl.get('floor_s', float('nan')):.2f} | "
                          f"{100 * fl.get('efficiency', float('nan')):.0f}% | "
                          f"{mem.get('peak_mb', float('nan')):.0f} | {', '.join(f'{x:.4f}' for x in r['losses'])} |")
+        lines += ["", "Floor: the step's matmul FLOPs as each implementation computes them (the LM head over the "
+                  "positions it projects: ours the labelled ones only, PEFT every position) at the measured fp32 "
+                  "matmul rate; attention scores left out."]
         pv = e["train"].get("prefix_vs_peft")
         if pv:
             same = (f"same start weights, largest loss difference {pv['max_loss_diff']:.2e}" if pv["same_start"]

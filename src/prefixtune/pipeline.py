@@ -25,8 +25,8 @@ from .results import (RunRecord, config_diff, config_hash, find_finished, overri
 
 log = logging.getLogger("prefixtune.pipeline")
 
-# keys that vary per machine or per invocation and must not change a run's identity (results.VOLATILE_KEYS
-# covers paths/hydra/logger/force); `output_root` is where records go, not what they are.
+# top-level keys kept out of the config *stored* in a record: `output_root` says where the records go, not what
+# they are (it is also in results.VOLATILE_KEYS, so it never reaches the hash either way).
 _IDENTITY_DROP = ("output_root",)
 
 
