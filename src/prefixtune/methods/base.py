@@ -165,8 +165,9 @@ class Method(nn.Module):
         batch.pop("num_items_in_batch", None)
         batch, extras = self._split(batch)
         self.prepare(extras)
-        if labels is not None and self._labelled_head() is not None:
-            return Output(loss=self._labelled_loss(batch, labels))
+        parts = None if labels is None else self._labelled_head()
+        if parts is not None:
+            return Output(loss=self._labelled_loss(parts, batch, labels))
         out = self.model(**batch, use_cache=False)
         loss = None if labels is None else self.lm_loss(out.logits, labels)
         return Output(loss=loss, logits=out.logits)
@@ -181,14 +182,15 @@ class Method(nn.Module):
             return None
         return body, head
 
-    def _labelled_loss(self, batch: dict[str, Any], labels: torch.Tensor) -> torch.Tensor:
+    def _labelled_loss(self, parts: tuple[nn.Module, nn.Module], batch: dict[str, Any],
+                       labels: torch.Tensor) -> torch.Tensor:
         """The loss of `lm_loss`, with the LM head applied only where a label is (the target tokens).
 
         With labels, the caller wants the loss, not the logits: the source tokens of table-to-text (about half of
         each row, label -100) need no vocabulary projection, and the (B, T, V) logits -- V = 49,152 for SmolLM2,
         with their fp32 copy, softmax and gradient -- are the largest activation of a frozen-LM method's step.
         Same value as `lm_loss` on the full logits (tests/test_labelled_loss.py); `Output.logits` is then None."""
-        body, head = self._labelled_head()
+        body, head = parts  # from `_labelled_head`, looked up once per forward
         hidden = body(**batch, use_cache=False).last_hidden_state
         hidden, labels = hidden[:, :-1], labels[:, 1:]  # decoder-only: predict token t+1 from position t
         keep = labels != -100
