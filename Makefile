@@ -94,8 +94,11 @@ claims:  ## results/claims.md: every claim of the paper, judged on the records (
 
 PELT_METHODS := prefix prompt_tuning lora adapter parallel_adapter mam unipelt finetune
 PELT_SEEDS ?= 1,2
-pelt:  ## prefix-tuning beside LoRA, prompt tuning, adapters, MAM, UniPELT, FT on E2E -> results/pelt.{md,csv} + figure
+# the offline XSUM split: one seed at cpu scale (a cell is ~2-3x an E2E cell: 6-beam decoding of 62-token summaries)
+PELT_XSUM_SEEDS ?= $(if $(PAPER),1$(comma)2,1)
+pelt:  ## prefix-tuning beside LoRA, prompt tuning, adapters, MAM, UniPELT, FT on E2E + offline XSUM -> results/pelt.*
 	$(call multirun,$(foreach m,$(PELT_METHODS),pelt/e2e_$(m)),seed=$(PELT_SEEDS))
+	$(call multirun,$(foreach m,$(PELT_METHODS),pelt/xsum_sample_$(m)),seed=$(PELT_XSUM_SEEDS))
 	$(PY) -m prefixtune.pelt --scale $(SCALE)
 
 bench:  ## speed + memory: ours vs PEFT prefix, FT, adapter, LoRA; decoding; bf16; FLOP floor -> results/bench.{md,json}

@@ -2,9 +2,10 @@
 
 `python -m prefixtune.pelt [--scale cpu] [--root results/] [--out results/]` reads the finished records of group
 `pelt` (conf/experiment/pelt/) and writes results/pelt.md, results/pelt.csv and
-results/figures/pelt_quality_vs_params.png: per method the trainable and stored share of the backbone, the
-stored size, test BLEU / ROUGE-L (mean ± sample std over seeds, n shown), training time and peak memory, and
-the quality-against-trainable-% plot that He et al. (2022, Figure 1) made famous.
+results/figures/pelt_quality_vs_params.png: per dataset (E2E; the offline XSUM split) and method the trainable
+and stored share of the backbone, the stored size, the test metrics (mean ± sample std over seeds, n shown),
+training time and peak memory, and the quality-against-trainable-% plot that He et al. (2022, Figure 1) made
+famous (one panel per dataset).
 """
 from __future__ import annotations
 
@@ -20,8 +21,20 @@ from .results import RunRecord, iter_records, newest_config
 from .tables import write_atomic
 
 GROUP = "pelt"
-# (column, record getter, display scale, digits); E2E scorer values are fractions, shown x100 like the paper
-METRICS = [("BLEU", "test/bleu", 100, 1), ("ROUGE-L", "test/rouge_l", 100, 1), ("METEOR", "test/meteor", 100, 1)]
+# data.name -> (title, [(column, record key, display scale, digits)]); the first column is the plotted quality.
+# E2E scorer values are fractions, shown x100 like the paper; the XSUM scorer's ROUGE is already in percent.
+DATASETS = {
+    "e2e": ("E2E", [("BLEU", "test/bleu", 100, 1), ("ROUGE-L", "test/rouge_l", 100, 1),
+                    ("METEOR", "test/meteor", 100, 1)]),
+    "xsum": ("XSUM offline split (sample_test of the 1,000 shared test-sample articles; NOT the XSUM test set)",
+             [("R-1", "test/rouge1", 1, 2), ("R-2", "test/rouge2", 1, 2), ("R-L", "test/rougeL", 1, 2)]),
+}
+
+
+def _metrics(data: str) -> list[tuple[str, str, float, int]]:
+    if data not in DATASETS:
+        raise ValueError(f"pelt record of data.name={data!r}: no metric columns for it in prefixtune.pelt.DATASETS")
+    return DATASETS[data][1]
 
 
 def _stat(values: list[float]) -> tuple[float, float | None, int]:
@@ -38,53 +51,64 @@ def _fmt(mean: float, std: float | None, digits: int) -> str:
 
 
 def rows(records: list[RunRecord], scale: str) -> list[dict]:
-    """One row per method (record `config.row`), in order of trainable share."""
+    """One row per (dataset, method) (records' `config.data.name`, `config.row`); datasets in DATASETS order,
+    methods in order of trainable share."""
     recs = [r for r in records if r.group == GROUP and r.status == "finished"
             and r.config["scale"]["name"] == scale and not r.is_variant]
-    method = lambda r: r.config.get("row") or r.experiment  # noqa: E731
-    recs, _ = newest_config(recs, method)  # seeds are averaged within a method's newest config only
-    by: dict[str, list[RunRecord]] = {}
+    cell = lambda r: (r.config.get("data", {}).get("name", "e2e"), r.config.get("row") or r.experiment)  # noqa: E731
+    recs, _ = newest_config(recs, cell)  # seeds are averaged within a cell's newest config only
+    by: dict[tuple[str, str], list[RunRecord]] = {}
     for r in recs:
-        by.setdefault(method(r), []).append(r)
+        by.setdefault(cell(r), []).append(r)
     out = []
-    for row, recs in by.items():
-        d: dict = {"method": row, "label": recs[0].config["method"].get("label", row), "n": len(recs),
+    for (data, row), recs in by.items():
+        d: dict = {"data": data, "method": row, "label": recs[0].config["method"].get("label", row), "n": len(recs),
                    "trainable_pct": recs[0].params.get("trainable_pct"), "stored_pct": recs[0].params.get("stored_pct"),
-                   "stored_mb": 4 * recs[0].params.get("stored", 0) / 2**20}
-        for col, key, scale_by, _ in METRICS:
+                   "stored_mb": 4 * recs[0].params.get("stored", 0) / 2**20, "metrics": []}
+        for col, key, scale_by, digits in _metrics(data):
             mean, std, n = _stat([r.metrics.get(key) for r in recs])
-            d[col] = (mean * scale_by, None if std is None else std * scale_by, n)
+            d["metrics"].append((col, mean * scale_by, None if std is None else std * scale_by, n, digits))
         d["train_s"] = _stat([r.timing.get("train_s") for r in recs])
         # a peak is comparable only if it covers this run alone (records before the per-run window: process-wide)
         d["peak_mb"] = _stat([r.memory.get("peak_rss_mb") for r in recs if r.memory.get("peak_rss_scope") == "run"])
         out.append(d)
-    return sorted(out, key=lambda d: d["trainable_pct"] or 0.0)
+    order = list(DATASETS)
+    return sorted(out, key=lambda d: (order.index(d["data"]), d["trainable_pct"] or 0.0))
 
 
 def to_markdown(table: list[dict], scale: str, model: str) -> str:
-    lines = [f"# Prefix-tuning and its siblings on E2E ({model}, {scale} scale) — ours, not a paper's numbers", "",
+    lines = [f"# Prefix-tuning and its siblings ({model}, {scale} scale) — ours, not a paper's numbers", "",
              "Generated by `make pelt` (`python -m prefixtune.pelt`) from `results/runs/pelt/`. Test metrics on the "
              "scale's decoding subset, mean ± sample std over seeds (n). Peak memory: resident set of the run "
-             "(`—` where a record holds only a process-wide peak).", "",
-             "| method | n | trainable % | stored % | stored MB | BLEU | ROUGE-L | METEOR | train s | peak MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for d in table:
-        cells = [_fmt(d[c][0], d[c][1], digits) for c, _, _, digits in METRICS]
-        lines.append(f"| {d['label']} | {d['n']} | {d['trainable_pct']:.3f} | {d['stored_pct']:.3f} | "
-                     f"{d['stored_mb']:.2f} | " + " | ".join(cells) +
-                     f" | {_fmt(d['train_s'][0], d['train_s'][1], 0)} | {_fmt(d['peak_mb'][0], d['peak_mb'][1], 0)} |")
-    lines += ["", "![BLEU against trainable parameters](figures/pelt_quality_vs_params.png)", ""]
+             "(`—` where a record holds only a process-wide peak).", ""]
+    for data in DATASETS:
+        part = [d for d in table if d["data"] == data]
+        if not part:
+            continue
+        cols = [c for c, *_ in _metrics(data)]
+        lines += [f"## {DATASETS[data][0]}", "",
+                  "| method | n | trainable % | stored % | stored MB | " + " | ".join(cols) + " | train s | peak MB |",
+                  "|---" * (len(cols) + 7) + "|"]
+        for d in part:
+            cells = [_fmt(mean, std, digits) for _, mean, std, _, digits in d["metrics"]]
+            lines.append(f"| {d['label']} | {d['n']} | {d['trainable_pct']:.3f} | {d['stored_pct']:.3f} | "
+                         f"{d['stored_mb']:.2f} | " + " | ".join(cells) +
+                         f" | {_fmt(d['train_s'][0], d['train_s'][1], 0)} | {_fmt(d['peak_mb'][0], d['peak_mb'][1], 0)} |")
+        lines.append("")
+    lines += ["![quality against trainable parameters](figures/pelt_quality_vs_params.png)", ""]
     return "\n".join(lines)
 
 
 def to_csv(table: list[dict]) -> str:
+    """Long format: one line per (dataset, method, metric), so datasets with different metrics share one file."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["method", "n", "trainable_pct", "stored_pct", "stored_mb"]
-               + [f"{c}{s}" for c, *_ in METRICS for s in ("", "_std")] + ["train_s", "peak_mb"])
+    w.writerow(["data", "method", "n", "trainable_pct", "stored_pct", "stored_mb", "metric", "mean", "std",
+                "train_s", "peak_mb"])
     for d in table:
-        w.writerow([d["method"], d["n"], d["trainable_pct"], d["stored_pct"], d["stored_mb"]]
-                   + [v for c, *_ in METRICS for v in d[c][:2]] + [d["train_s"][0], d["peak_mb"][0]])
+        for col, mean, std, _, _ in d["metrics"]:
+            w.writerow([d["data"], d["method"], d["n"], d["trainable_pct"], d["stored_pct"], d["stored_mb"], col,
+                        mean, std, d["train_s"][0], d["peak_mb"][0]])
     return buf.getvalue()
 
 
@@ -94,18 +118,22 @@ def plot(table: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for d in table:
-        mean, std, _ = d["BLEU"]
-        if mean != mean:
-            continue
-        ax.errorbar(d["trainable_pct"], mean, yerr=std or 0, fmt="o", capsize=3)
-        ax.annotate(d["label"], (d["trainable_pct"], mean), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("trainable parameters (% of the backbone, log scale)")
-    ax.set_ylabel("E2E test BLEU")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
+    datas = [k for k in DATASETS if any(d["data"] == k for d in table)]
+    fig, axes = plt.subplots(1, len(datas), figsize=(6 * len(datas), 4), squeeze=False)
+    for ax, data in zip(axes[0], datas):
+        col = _metrics(data)[0][0]
+        for d in (d for d in table if d["data"] == data):
+            _, mean, std, _, _ = d["metrics"][0]
+            if mean != mean:
+                continue
+            ax.errorbar(d["trainable_pct"], mean, yerr=std or 0, fmt="o", capsize=3)
+            ax.annotate(d["label"], (d["trainable_pct"], mean), textcoords="offset points", xytext=(4, 4),
+                        fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("trainable parameters (% of the backbone, log scale)")
+        ax.set_ylabel(f"{data.upper()} test {col}")
+        ax.set_title(f"{data.upper()}, {title}", fontsize=9)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
@@ -128,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else results_dir()
     write_atomic(out / "pelt.md", to_markdown(table, args.scale, model))
     write_atomic(out / "pelt.csv", to_csv(table))
-    plot(table, out / "figures" / "pelt_quality_vs_params.png", f"E2E, {model}, {args.scale} scale")
+    plot(table, out / "figures" / "pelt_quality_vs_params.png", f"{model}, {args.scale} scale")
     print(out / "pelt.md")
     return 0
 
