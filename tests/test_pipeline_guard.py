@@ -61,3 +61,12 @@ def test_checkpoints_of_another_config_are_removed_not_resumed(tmp_path, monkeyp
     unmarked = tmp_path / "checkpoints" / "g" / "other"
     (unmarked / "checkpoint-2").mkdir(parents=True)  # written before the marker existed: provenance unknown
     assert not (pipeline._checkpoint_dir("g", "other", "cccccccccccccccc") / "checkpoint-2").exists()
+
+
+def test_a_precision_difference_says_how_to_reproduce_the_record(tmp_path):
+    """A bf16 record met on a machine without native bf16 (the cpu scale resolves ${native_bf16:} per machine)."""
+    old = {**CFG, "trainer": {"bf16": True}, "decode": {"bf16": True}}
+    _write(tmp_path, old)
+    new = {**CFG, "trainer": {"bf16": False}, "decode": {"bf16": False}}
+    with pytest.raises(RuntimeError, match="trainer.bf16: True -> False.*PREFIXTUNE_BF16=1"):
+        pipeline._guard_finished(_cfg(), RID, results.config_hash(new), new, tmp_path)
