@@ -70,3 +70,35 @@ def test_a_precision_difference_says_how_to_reproduce_the_record(tmp_path):
     new = {**CFG, "trainer": {"bf16": False}, "decode": {"bf16": False}}
     with pytest.raises(RuntimeError, match="trainer.bf16: True -> False.*PREFIXTUNE_BF16=1"):
         pipeline._guard_finished(_cfg(), RID, results.config_hash(new), new, tmp_path)
+
+
+def test_a_cell_finished_in_the_other_precision_is_reused_not_refused(tmp_path):
+    old = {**CFG, "trainer": {"bf16": True}, "decode": {"bf16": True}}
+    _write(tmp_path, old)
+    cfg = OmegaConf.create({"group": "table2", "force": False})
+    same_but_fp32 = {**CFG, "trainer": {"bf16": False}, "decode": {"bf16": False}}
+    twin = pipeline._precision_twin(cfg, RID, same_but_fp32, tmp_path)
+    assert twin is not None and twin.config["trainer"]["bf16"] is True
+    also_lr = {**same_but_fp32, "optim": {"lr": 1e-4}}
+    assert pipeline._precision_twin(cfg, RID, also_lr, tmp_path) is None  # a real config change is not a twin
+    assert pipeline._precision_twin(cfg, RID, old, tmp_path) is None  # identical: find_finished's business
+
+
+def test_run_skips_a_finished_twin_of_another_precision(compose_cfg, tmp_path, monkeypatch):
+    """End to end through pipeline.run: a record that differs only in bf16 is returned, nothing is trained."""
+    from omegaconf import OmegaConf as OC
+
+    cfg = compose_cfg("experiment=table2/e2e_prefix", f"output_root={tmp_path}")
+    resolved = OC.to_container(cfg, resolve=True)
+    resolved.pop("output_root")
+    resolved["trainer"]["bf16"] = not resolved["trainer"]["bf16"]
+    rid = results.run_id(cfg.experiment_name, cfg.scale.name, int(cfg.seed))
+    rec = RunRecord(run_id=rid, group=cfg.group, experiment=cfg.experiment_name, config=resolved,
+                    config_hash=results.config_hash(resolved)).finish({"test/bleu": 0.123})
+    results.write_record(rec, tmp_path)
+    monkeypatch.setattr(pipeline, "_run_isolated", lambda *a, **k: pytest.fail("the twin must not be recomputed"))
+    got = pipeline.run(cfg, [], isolate=True)
+    assert got.metrics["test/bleu"] == 0.123
+    cfg.force = True  # force recomputes (here: would launch the isolated child)
+    with pytest.raises(pytest.fail.Exception):
+        pipeline.run(cfg, [], isolate=True)

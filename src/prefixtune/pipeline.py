@@ -90,6 +90,11 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
     if done is not None and not cfg.force:
         log.info("skip %s: finished record with config hash %s exists", rid, chash)
         return done
+    twin = None if cfg.force else _precision_twin(cfg, rid, cfg_dict, root)
+    if twin is not None:
+        log.info("skip %s: finished record of this cell in the other precision (%s); force=true recomputes it here",
+                 rid, "; ".join(config_diff(twin.config, cfg_dict)))
+        return twin
     _guard_finished(cfg, rid, chash, cfg_dict, root)
     if cfg.get("isolate", False) if isolate is None else isolate:
         return _run_isolated(cfg, overrides, chash, rid, root)
@@ -170,6 +175,28 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
         rec.fail(err if isinstance(err, Exception) else RuntimeError(repr(err)))
         write_record(rec, root=root)
         raise
+
+
+PRECISION_KEYS = ("trainer.bf16", "decode.bf16")  # resolved per machine at cpu scale (${native_bf16:})
+
+
+def _precision_twin(cfg: DictConfig, rid: str, cfg_dict: dict, root: Path) -> RunRecord | None:
+    """The finished record of this run id when it differs from this config only in PRECISION_KEYS.
+
+    The cpu scale asks for bf16 only where the hardware computes it natively, so one command resolves to bf16 on
+    one machine and fp32 on another. A cell finished in the other precision is a finished cell, not a stale one:
+    it is reused (and says its precision), not recomputed ~80x slower or refused. Its hash still differs, so it is
+    never averaged with repeats of the other precision (results.newest_config)."""
+    path = record_path(cfg.group, rid, root=root)
+    if not path.exists():
+        return None
+    old = read_record(path)
+    if old.status != "finished":
+        return None
+    diff = config_diff(old.config, cfg_dict, limit=10**6)
+    if diff and all(line.split(":", 1)[0] in PRECISION_KEYS for line in diff):
+        return old
+    return None
 
 
 def _guard_finished(cfg: DictConfig, rid: str, chash: str, cfg_dict: dict, root: Path) -> None:

@@ -122,9 +122,10 @@ def _torch():
     return sys.modules.get("torch")
 
 
-# CPU flags of native bf16 arithmetic. Without them PyTorch's CPU bf16 autocast converts in software: on a 2-core
-# AMD EPYC (Zen 3: AVX2 only) an E2E prefix step of SmolLM2-135M took ~138 s in bf16 against ~1.5 s in fp32
-# on the AMX machine (session of 2026-12-02), so bf16 is a speed-up only where these exist.
+# CPU flags of native bf16 arithmetic. Without them PyTorch's CPU bf16 autocast runs slow fallback kernels: on a
+# 2-core AMD EPYC (Zen 3, AVX2 only) a Table 5 EMB-10 training step of SmolLM2-135M (E2E, batch 10) took ~138 s
+# with bf16 autocast, against 1.7 s on the 2-core Intel AMX machine (its record: 170 s for 100 steps), and an
+# XSUM step at batch 8 x 128 tokens took 8.4 s there in fp32 (2026-12-02) -- bf16 pays only where these exist.
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
