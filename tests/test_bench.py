@@ -22,6 +22,7 @@ def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     mp = pytest.MonkeyPatch()
     mp.setenv("PREFIXTUNE_RESULTS", str(out))
+    mp.setenv("PREFIXTUNE_BF16", "1")  # measure the bf16 paths on any machine (tiny models: cheap even if emulated)
     try:
         from prefixtune import bench
 
@@ -40,6 +41,18 @@ def test_report_has_every_section(report):
     assert rep["matmul"]["fp32_gflops"] > 0 and len(rep["targets"]) == 5
     assert "## Targets" in md and "## Decoding" in md
     assert 0 <= rep["decode"]["bf16_same_outputs"] <= rep["decode"]["sources"] and "bf16 autocast" in md
+
+
+def test_without_native_bf16_the_report_says_bf16_was_not_measured(report):
+    import copy
+
+    from prefixtune import bench
+
+    rep = copy.deepcopy(report[0])
+    del rep["tiny_gpt2"]["bf16"], rep["decode"]["batched_bf16_s"], rep["decode"]["bf16_same_outputs"]
+    rep["tiny_gpt2"]["bf16_skipped"] = bench.NO_NATIVE_BF16
+    md = bench.to_markdown(rep)
+    assert "bf16 autocast: not measured -- this machine has no native bf16" in md and "bf16 s/step" not in md
 
 
 def test_bf16_comparison_starts_from_the_same_weights(report):

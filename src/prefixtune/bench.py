@@ -30,6 +30,9 @@ from . import paths, provenance
 from .tables import write_atomic
 
 CONF = paths.REPO_ROOT / "conf"
+NO_NATIVE_BF16 = ("this machine has no native bf16 (no AVX512-BF16 / AMX-BF16, no bf16 GPU), where bf16 autocast is "
+                  "~80x slower and the cpu scale runs fp32 (prefixtune.provenance.native_bf16); PREFIXTUNE_BF16=1 "
+                  "measures it anyway")
 
 
 def _compose(*overrides: str):
@@ -230,11 +233,13 @@ def bench_decoding(cfg) -> dict:
     t = time.perf_counter()
     batched = decode(ours, enc, sources, run.decode)
     res["batched_s"] = time.perf_counter() - t
-    # bf16 autocast while decoding (the cpu scale's decode.bf16): speed and how many outputs stay the same
-    t = time.perf_counter()
-    in_bf16 = decode(ours, enc, sources, OmegaConf.merge(run.decode, {"bf16": True}))
-    res["batched_bf16_s"] = time.perf_counter() - t
-    res["bf16_same_outputs"] = sum(a == b for a, b in zip(batched, in_bf16))
+    # bf16 autocast while decoding (the cpu scale's decode.bf16): speed and how many outputs stay the same --
+    # only where the hardware has native bf16, as the cpu scale itself (emulated bf16 is ~80x slower)
+    if provenance.native_bf16():
+        t = time.perf_counter()
+        in_bf16 = decode(ours, enc, sources, OmegaConf.merge(run.decode, {"bf16": True}))
+        res["batched_bf16_s"] = time.perf_counter() - t
+        res["bf16_same_outputs"] = sum(a == b for a, b in zip(batched, in_bf16))
     single = dict(OmegaConf.to_container(run.decode, resolve=True), batch_size=1)
     t = time.perf_counter()
     one = decode(ours, enc, sources, OmegaConf.create(single))
@@ -343,8 +348,10 @@ def run(cfg) -> dict:
         entry["train"] = bench_training(cfg, model)
         entry["floor"] = flop_floor(entry["train"], body_params, head_params, report["matmul"])
         entry["memory"] = bench_memory(cfg, model)
-        if model == cfg.decode.model:
+        if model == cfg.decode.model and provenance.native_bf16():
             entry["bf16"] = bench_bf16(cfg, model)
+        elif model == cfg.decode.model:
+            entry["bf16_skipped"] = NO_NATIVE_BF16
         report[model] = entry
     report["decode"] = bench_decoding(cfg)
     report["targets"] = judge(cfg, report)
@@ -404,6 +411,8 @@ def to_markdown(rep: dict) -> str:
             same = (f"same start weights, largest loss difference {pv['max_loss_diff']:.2e}" if pv["same_start"]
                     else "different start weights (PEFT's GQA prefix embedding is kv-dim wide, ours d_model wide)")
             lines += ["", f"Ours vs PEFT prefix: {pv['speedup']:.2f}x tokens/s; {same}."]
+        if "bf16_skipped" in e:
+            lines += ["", f"bf16 autocast: not measured -- {e['bf16_skipped']}"]
         if "bf16" in e:
             lines += ["", "| method | fp32 s/step | bf16 s/step | speed-up | first-step loss rel. diff |",
                       "|---|---|---|---|---|"]
