@@ -211,10 +211,10 @@ def _guard_finished(cfg: DictConfig, rid: str, chash: str, cfg_dict: dict, root:
     lines = config_diff(old.config, cfg_dict)
     diff = "; ".join(lines) or "no key differs (only the hash scheme)"
     hint = ""
-    if any(line.startswith(("trainer.bf16:", "decode.bf16:")) for line in lines):
+    if any(line.split(":", 1)[0] in PRECISION_KEYS for line in lines):
         # the cpu scale resolves bf16 from the hardware (${native_bf16:}, conf/scale/cpu.yaml)
         hint = (" The precision follows the hardware (prefixtune.provenance.native_bf16): PREFIXTUNE_BF16=1 or =0 "
-                "reproduces the record's precision here (emulated bf16 on a CPU without AVX512-BF16/AMX is ~100x "
+                "reproduces the record's precision here (bf16 autocast on a CPU without AVX512-BF16/AMX is ~80x "
                 "slower).")
     raise RuntimeError(f"{path} holds a finished run of another config (hash {old.identity}, now {chash}): "
                        f"{diff}. Rerun with force=true to replace it, or move the file away to keep it.{hint}")
