@@ -94,7 +94,7 @@ claims:  ## results/claims.md: every claim of the paper, judged on the records (
 
 PELT_METHODS := prefix prompt_tuning lora adapter parallel_adapter mam unipelt finetune
 PELT_SEEDS ?= 1,2
-# the offline XSUM split: one seed at cpu scale (a cell is ~2-3x an E2E cell: 6-beam decoding of 62-token summaries)
+# the offline XSUM split: one seed at cpu scale (a Table 3 offline cell took 14-20 min in fp32 on 2 AVX2 cores)
 PELT_XSUM_SEEDS ?= $(if $(PAPER),1$(comma)2,1)
 pelt:  ## prefix-tuning beside LoRA, prompt tuning, adapters, MAM, UniPELT, FT on E2E + offline XSUM -> results/pelt.*
 	$(call multirun,$(foreach m,$(PELT_METHODS),pelt/e2e_$(m)),seed=$(PELT_SEEDS))

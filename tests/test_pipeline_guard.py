@@ -64,10 +64,11 @@ def test_checkpoints_of_another_config_are_removed_not_resumed(tmp_path, monkeyp
 
 
 def test_a_precision_difference_says_how_to_reproduce_the_record(tmp_path):
-    """A bf16 record met on a machine without native bf16 (the cpu scale resolves ${native_bf16:} per machine)."""
+    """A bf16 record met on a machine without native bf16 (the cpu scale resolves ${native_bf16:} per machine),
+    by a config that also changed otherwise (precision alone is reused: the next test)."""
     old = {**CFG, "trainer": {"bf16": True}, "decode": {"bf16": True}}
     _write(tmp_path, old)
-    new = {**CFG, "trainer": {"bf16": False}, "decode": {"bf16": False}}
+    new = {**CFG, "trainer": {"bf16": False}, "decode": {"bf16": False}, "optim": {"lr": 1e-4}}
     with pytest.raises(RuntimeError, match="trainer.bf16: True -> False.*PREFIXTUNE_BF16=1"):
         pipeline._guard_finished(_cfg(), RID, results.config_hash(new), new, tmp_path)
 
@@ -77,11 +78,12 @@ def test_a_cell_finished_in_the_other_precision_is_reused_not_refused(tmp_path):
     _write(tmp_path, old)
     cfg = OmegaConf.create({"group": "table2", "force": False})
     same_but_fp32 = {**CFG, "trainer": {"bf16": False}, "decode": {"bf16": False}}
-    twin = pipeline._precision_twin(cfg, RID, same_but_fp32, tmp_path)
+    twin = pipeline._guard_finished(cfg, RID, results.config_hash(same_but_fp32), same_but_fp32, tmp_path)
     assert twin is not None and twin.config["trainer"]["bf16"] is True
     also_lr = {**same_but_fp32, "optim": {"lr": 1e-4}}
-    assert pipeline._precision_twin(cfg, RID, also_lr, tmp_path) is None  # a real config change is not a twin
-    assert pipeline._precision_twin(cfg, RID, old, tmp_path) is None  # identical: find_finished's business
+    with pytest.raises(RuntimeError, match="optim.lr"):  # a real config change is not a twin: refused
+        pipeline._guard_finished(cfg, RID, results.config_hash(also_lr), also_lr, tmp_path)
+    assert pipeline._guard_finished(cfg, RID, results.config_hash(old), old, tmp_path) is None  # identical
 
 
 def test_run_skips_a_finished_twin_of_another_precision(compose_cfg, tmp_path, monkeypatch):

@@ -90,12 +90,9 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
     if done is not None and not cfg.force:
         log.info("skip %s: finished record with config hash %s exists", rid, chash)
         return done
-    twin = None if cfg.force else _precision_twin(cfg, rid, cfg_dict, root)
+    twin = _guard_finished(cfg, rid, chash, cfg_dict, root)
     if twin is not None:
-        log.info("skip %s: finished record of this cell in the other precision (%s); force=true recomputes it here",
-                 rid, "; ".join(config_diff(twin.config, cfg_dict)))
         return twin
-    _guard_finished(cfg, rid, chash, cfg_dict, root)
     if cfg.get("isolate", False) if isolate is None else isolate:
         return _run_isolated(cfg, overrides, chash, rid, root)
 
@@ -180,38 +177,30 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
 PRECISION_KEYS = ("trainer.bf16", "decode.bf16")  # resolved per machine at cpu scale (${native_bf16:})
 
 
-def _precision_twin(cfg: DictConfig, rid: str, cfg_dict: dict, root: Path) -> RunRecord | None:
-    """The finished record of this run id when it differs from this config only in PRECISION_KEYS.
-
-    The cpu scale asks for bf16 only where the hardware computes it natively, so one command resolves to bf16 on
-    one machine and fp32 on another. A cell finished in the other precision is a finished cell, not a stale one:
-    it is reused (and says its precision), not recomputed ~80x slower or refused. Its hash still differs, so it is
-    never averaged with repeats of the other precision (results.newest_config)."""
-    path = record_path(cfg.group, rid, root=root)
-    if not path.exists():
-        return None
-    old = read_record(path)
-    if old.status != "finished":
-        return None
-    diff = config_diff(old.config, cfg_dict, limit=10**6)
-    if diff and all(line.split(":", 1)[0] in PRECISION_KEYS for line in diff):
-        return old
-    return None
-
-
-def _guard_finished(cfg: DictConfig, rid: str, chash: str, cfg_dict: dict, root: Path) -> None:
+def _guard_finished(cfg: DictConfig, rid: str, chash: str, cfg_dict: dict, root: Path) -> RunRecord | None:
     """Never overwrite finished work by accident: the record file of this run id holding a finished run of a
-    *different* config (the experiment or scale changed since) is replaced only with `force=true`."""
+    *different* config (the experiment or scale changed since) is replaced only with `force=true`.
+
+    One difference is not a change of the cell: PRECISION_KEYS alone. The cpu scale asks for bf16 only where the
+    hardware computes it natively, so one command resolves to bf16 on one machine and fp32 on another. A cell
+    finished in the other precision is returned to be reused (it says its precision), not recomputed ~80x slower
+    or refused. Its hash still differs, so it is never averaged with repeats of the other precision
+    (results.newest_config)."""
     path = record_path(cfg.group, rid, root=root)
     if cfg.force or not path.exists():
-        return
+        return None
     old = read_record(path)
     if old.status != "finished" or old.identity == chash:
-        return
-    lines = config_diff(old.config, cfg_dict)
+        return None
+    every = config_diff(old.config, cfg_dict, limit=10**6)
+    if every and all(line.split(":", 1)[0] in PRECISION_KEYS for line in every):
+        log.info("skip %s: finished record of this cell in the other precision (%s); force=true recomputes it here",
+                 rid, "; ".join(every))
+        return old
+    lines = config_diff(old.config, cfg_dict)  # at most 8 keys, for the message
     diff = "; ".join(lines) or "no key differs (only the hash scheme)"
     hint = ""
-    if any(line.split(":", 1)[0] in PRECISION_KEYS for line in lines):
+    if any(line.split(":", 1)[0] in PRECISION_KEYS for line in every):
         # the cpu scale resolves bf16 from the hardware (${native_bf16:}, conf/scale/cpu.yaml)
         hint = (" The precision follows the hardware (prefixtune.provenance.native_bf16): PREFIXTUNE_BF16=1 or =0 "
                 "reproduces the record's precision here (bf16 autocast on a CPU without AVX512-BF16/AMX is ~80x "
