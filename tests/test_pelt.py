@@ -42,6 +42,20 @@ def test_pelt_report_from_a_real_multirun(tmp_path):
     cells = list(dict.fromkeys(tuple(r.split(",")[:2]) for r in rows[1:]))
     assert cells == [("e2e", "lora"), ("e2e", "mam"), ("xsum", "lora")]
 
+def test_the_report_shows_each_cells_rate_precision_and_machine():
+    from prefixtune import pelt
+    from prefixtune.results import RunRecord
+
+    cfg = {"group": "pelt", "seed": 1, "row": "lora", "method": {"label": "LoRA"}, "optim": {"lr": 2e-4},
+           "trainer": {"bf16": False}, "scale": {"name": "cpu", "label": "cpu: 100 steps", "lr_scale": 10.0}}
+    r = RunRecord(run_id="pelt-e2e_lora__cpu__s1", group="pelt", experiment="pelt-e2e_lora", config=cfg,
+                  params={"trainable_pct": 0.2, "stored_pct": 0.2, "stored": 10},
+                  provenance={"hardware": {"cpu_model": "AMD EPYC", "usable_cores": 2}}).finish({"test/bleu": 0.5})
+    md = pelt.to_markdown(pelt.rows([r], "cpu"), "cpu", "SmolLM2")
+    assert md.count("| 2e-03 |") == 1  # conf lr x the scale's multiplier, not the conf lr
+    assert "Scale: cpu: 100 steps" in md and "Training precision: fp32" in md and "AMD EPYC, 2 cores" in md
+
+
 def test_rows_average_seeds_within_a_methods_newest_config():
     from prefixtune import pelt
     from prefixtune.results import RunRecord
@@ -76,5 +90,6 @@ def test_each_dataset_gets_its_own_metrics_and_unknown_data_is_named():
     md = pelt.to_markdown(table, "cpu", "SmolLM2")
     assert "| PREFIX | 1 | 0.100 | 0.100 | 0.00 | 58.0 | — | — |" in md  # E2E fractions shown x100, absent = —
     assert "| PREFIX | 1 | 0.500 | 0.500 | 0.00 | 20.50 | 4.00 | 15.00 |" in md  # XSUM ROUGE already in percent
+    assert "## Setting and deviations" in md and "Backbone: SmolLM2" in md and "No per-method lr search" in md
     with pytest.raises(ValueError, match="data.name='dart'"):
         pelt.rows([rec("dart", "lora", 0.2, {"test/bleu": 40.0})], "cpu")

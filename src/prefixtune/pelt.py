@@ -4,7 +4,7 @@
 `pelt` (conf/experiment/pelt/) and writes results/pelt.md, results/pelt.csv and
 results/figures/pelt_quality_vs_params.png: per dataset (E2E; the offline XSUM split) and method the trainable
 and stored share of the backbone, the stored size, the test metrics (mean ± sample std over seeds, n shown),
-training time and peak memory, and the quality-against-trainable-% plot that He et al. (2022, Figure 1) made
+training time and peak memory, and the quality-against-stored-% plot that He et al. (2022, Figure 1) made
 famous (one panel per dataset).
 """
 from __future__ import annotations
@@ -50,6 +50,13 @@ def _fmt(mean: float, std: float | None, digits: int) -> str:
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
+def _cfg(rec: RunRecord, dotted: str):
+    node = rec.config
+    for k in dotted.split("."):
+        node = node.get(k) if isinstance(node, dict) else None
+    return node
+
+
 def rows(records: list[RunRecord], scale: str) -> list[dict]:
     """One row per (dataset, method) (records' `config.data.name`, `config.row`); datasets in DATASETS order,
     methods in order of trainable share."""
@@ -68,9 +75,14 @@ def rows(records: list[RunRecord], scale: str) -> list[dict]:
         for col, key, scale_by, digits in _metrics(data):
             mean, std, n = _stat([r.metrics.get(key) for r in recs])
             d["metrics"].append((col, mean * scale_by, None if std is None else std * scale_by, n, digits))
+        # the rate actually used (conf optim.lr times the scale's multiplier): lrs are per method, not tuned here
+        d["lr"] = _cfg(recs[0], "optim.lr") * (_cfg(recs[0], "scale.lr_scale") or 1.0) if _cfg(recs[0], "optim.lr") \
+            else None
+        d["seeds"] = sorted(r.config.get("seed") for r in recs if r.config.get("seed") is not None)
         d["train_s"] = _stat([r.timing.get("train_s") for r in recs])
         # a peak is comparable only if it covers this run alone (records before the per-run window: process-wide)
         d["peak_mb"] = _stat([r.memory.get("peak_rss_mb") for r in recs if r.memory.get("peak_rss_scope") == "run"])
+        d["records"] = recs
         out.append(d)
     order = list(DATASETS)
     return sorted(out, key=lambda d: (order.index(d["data"]), d["trainable_pct"] or 0.0))
@@ -87,16 +99,52 @@ def to_markdown(table: list[dict], scale: str, model: str) -> str:
             continue
         cols = [c for c, *_ in _metrics(data)]
         lines += [f"## {DATASETS[data][0]}", "",
-                  "| method | n | trainable % | stored % | stored MB | " + " | ".join(cols) + " | train s | peak MB |",
-                  "|---" * (len(cols) + 7) + "|"]
+                  "| method | n | trainable % | stored % | stored MB | " + " | ".join(cols) + " | train s | peak MB | lr |",
+                  "|---" * (len(cols) + 8) + "|"]
         for d in part:
             cells = [_fmt(mean, std, digits) for _, mean, std, _, digits in d["metrics"]]
             lines.append(f"| {d['label']} | {d['n']} | {d['trainable_pct']:.3f} | {d['stored_pct']:.3f} | "
                          f"{d['stored_mb']:.2f} | " + " | ".join(cells) +
-                         f" | {_fmt(d['train_s'][0], d['train_s'][1], 0)} | {_fmt(d['peak_mb'][0], d['peak_mb'][1], 0)} |")
+                         f" | {_fmt(d['train_s'][0], d['train_s'][1], 0)} | {_fmt(d['peak_mb'][0], d['peak_mb'][1], 0)} | "
+                         + (f"{d['lr']:.0e}" if d.get("lr") else "—") + " |")
         lines.append("")
-    lines += ["![quality against trainable parameters](figures/pelt_quality_vs_params.png)", ""]
+    lines += ["![quality against stored parameters](figures/pelt_quality_vs_params.png)", "",
+              "## Setting and deviations", ""] + [f"- {x}" for x in deviations(table, model)] + [""]
     return "\n".join(lines)
+
+
+def deviations(table: list[dict], model: str) -> list[str]:
+    """What differs from the papers the methods come from, read off the records (scale, precision, decoding)
+    plus what holds for every record of this group by construction (conf/experiment/pelt/)."""
+    recs = [r for d in table for r in d.get("records", [])]
+    distinct = lambda key: sorted({str(_cfg(r, key)) for r in recs if _cfg(r, key) is not None})  # noqa: E731
+    out = [f"Backbone: {model} (decoder-only, 135M) for every method and both datasets. Li & Liang report GPT-2 "
+           "medium on E2E and BART-large on XSUM; He et al. (2022) compare these methods on BART-large (XSUM), "
+           "mBART (en-ro) and RoBERTa. This is a small-scale comparison, not either paper's numbers."]
+    if distinct("scale.label"):
+        out.append("Scale: " + "; ".join(distinct("scale.label")) + " (caps in conf/scale/; every method gets the "
+                   "same steps, batch and training/decoding subset).")
+    prec = {"True": "bf16 autocast", "False": "fp32"}
+    if distinct("trainer.bf16"):
+        out.append("Training precision: " + ", ".join(prec.get(v, v) for v in distinct("trainer.bf16"))
+                   + " (the scale's `${native_bf16:}` choice: bf16 only where the CPU has native bf16).")
+    hardware = [(r.provenance or {}).get("hardware") or {} for r in recs]
+    hw = sorted({f"{h.get('cpu_model', '?')}, {h.get('usable_cores', '?')} cores" for h in hardware if h})
+    if hw:
+        out.append("train s (wall time of the training loop with its checkpoint saves; test decoding and scoring "
+                   "excluded) and peak MB were measured on: " + "; ".join(hw) + " — compare methods within one machine only.")
+    out += ["Learning rates (column lr, after the scale's multiplier) come from each method's source paper where it "
+            "gives one for E2E (prefix, adapter, FT-full: ACL Table 6; LoRA: Hu et al., GPT-2 M on E2E); parallel "
+            "adapter, MAM and UniPELT reuse the adapter cell's rate, prompt tuning the prefix cell's. No per-method lr search was run, so a method far from its best rate "
+            "is under-rated: prompt tuning in particular (Lester et al. 2021 train it with lr 0.3 and Adafactor).",
+            "Trainable % counts everything the optimiser updates (for prefix-tuning, the MLP reparametrisation, "
+            "§4.3); stored % counts what is kept after training (the prefix activations alone). The figure plots "
+            "stored %, as He et al. (2022, Figure 1) count fine-tuned parameters.",
+            "Method sizes (conf/method/): MAM = prefix length 30 + FFN parallel adapter, bottleneck 512, scale 4 "
+            "(He et al. §4.4); UniPELT = gated LoRA r=8 on W_q/W_v + gated prefix length 10 + gated sequential "
+            "adapter (reduction 16), sizes of adapters' UniPELTConfig. Where each differs from its paper is "
+            "written in its conf/method/*.yaml."]
+    return out
 
 
 def to_csv(table: list[dict]) -> str:
@@ -126,11 +174,11 @@ def plot(table: list[dict], path: Path, title: str) -> None:
             _, mean, std, _, _ = d["metrics"][0]
             if mean != mean:
                 continue
-            ax.errorbar(d["trainable_pct"], mean, yerr=std or 0, fmt="o", capsize=3)
-            ax.annotate(d["label"], (d["trainable_pct"], mean), textcoords="offset points", xytext=(4, 4),
-                        fontsize=8)
+            x = d["stored_pct"] if d["stored_pct"] else d["trainable_pct"]
+            ax.errorbar(x, mean, yerr=std or 0, fmt="o", capsize=3)
+            ax.annotate(d["label"], (x, mean), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xscale("log")
-        ax.set_xlabel("trainable parameters (% of the backbone, log scale)")
+        ax.set_xlabel("stored parameters (% of the backbone, log scale)")
         ax.set_ylabel(f"{data.upper()} test {col}")
         ax.set_title(f"{data.upper()}, {title}", fontsize=9)
         ax.grid(alpha=0.3)
