@@ -76,3 +76,25 @@ def test_bf16_labelled_loss_close_to_fp32():
         bf16 = method(**dict(batch)).loss
     assert bf16.dtype == torch.float32  # the cross-entropy runs on fp32 logits
     assert abs(bf16.item() - fp32) / fp32 < 0.05
+
+
+@pytest.mark.parametrize("model", ["gpt2", "bart"])
+def test_the_two_reductions_are_the_papers_definitions(model):
+    """`lm_loss` against the definitions written out with log_softmax and loops: token_mean = mean NLL over the
+    labelled tokens of the batch; sequence_sum (paper code --objective_mode 1) = per-sentence summed NLL,
+    averaged over the sentences. Rows of different label counts tell the two apart."""
+    torch.manual_seed(0)
+    logits, labels = torch.randn(3, 6, 11), torch.randint(0, 11, (3, 6))
+    labels[0, :4] = -100  # sentence 0 has 2 labelled tokens, sentence 1 all 6, sentence 2 one
+    labels[2, :5] = -100
+    expected: dict[str, float] = {}
+    for reduction in ("token_mean", "sequence_sum"):
+        bb, method, _ = _tiny_method(model, f"method.loss_reduction={reduction}")
+        lg, lb = (logits, labels) if bb.is_encoder_decoder else (logits[:, :-1], labels[:, 1:])
+        logp = torch.log_softmax(lg, dim=-1)
+        per_row = [[-float(logp[b, t, lb[b, t]]) for t in range(lb.shape[1]) if lb[b, t] != -100]
+                   for b in range(lb.shape[0])]
+        expected = {"token_mean": sum(map(sum, per_row)) / sum(map(len, per_row)),
+                    "sequence_sum": sum(map(sum, per_row)) / len(per_row)}
+        assert method.lm_loss(logits, labels).item() == pytest.approx(expected[reduction], rel=1e-5)
+    assert expected["token_mean"] != pytest.approx(expected["sequence_sum"])

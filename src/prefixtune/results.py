@@ -447,14 +447,14 @@ def newest_config(recs: list[RunRecord], key: Callable[[RunRecord], Any], repeat
     config of that key's newest record, up to `repeat_keys` (what varies between the repeats averaged into one
     number). A cell whose config changed (e.g. a new cpu-scale setting) keeps older seeds on disk, but they must
     not be averaged with the new ones."""
-    newest: dict[Any, RunRecord] = {}
-    for r in recs:
-        k = key(r)
-        if k not in newest or (r.finished_at or "") > (newest[k].finished_at or ""):
-            newest[k] = r
-    current = {k: r.identity_without(repeat_keys) for k, r in newest.items()}  # one hash per key
+    keys = [key(r) for r in recs]
+    ident = [r.identity_without(repeat_keys) for r in recs]  # one hash per record
+    newest: dict[Any, int] = {}  # key -> index of its newest record
+    for i, (r, k) in enumerate(zip(recs, keys)):
+        if k not in newest or (r.finished_at or "") > (recs[newest[k]].finished_at or ""):
+            newest[k] = i
     keep, stale = [], []
-    for r in recs:
-        (keep if r.identity_without(repeat_keys) == current[key(r)] else stale).append(r)
+    for r, k, i in zip(recs, keys, ident):
+        (keep if i == ident[newest[k]] else stale).append(r)
     return keep, stale
 

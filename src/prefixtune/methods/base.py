@@ -194,20 +194,22 @@ class Method(nn.Module):
         hidden = body(**batch, use_cache=False).last_hidden_state
         hidden, labels = hidden[:, :-1], labels[:, 1:]  # decoder-only: predict token t+1 from position t
         keep = labels != -100
-        nll = F.cross_entropy(head(hidden[keep]).float(), labels[keep], reduction="none")
-        if self.loss_reduction == "sequence_sum":
-            rows = keep.nonzero()[:, 0]
-            return torch.zeros(labels.shape[0], dtype=nll.dtype, device=nll.device).index_add(0, rows, nll).mean()
-        return nll.sum() / keep.sum().clamp(min=1)
+        return self._reduce(F.cross_entropy(head(hidden[keep]).float(), labels[keep], reduction="none"), keep)
 
     def lm_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if not self.backbone.is_encoder_decoder:  # decoder-only: predict token t+1 from position t
             logits, labels = logits[:, :-1], labels[:, 1:]
-        nll = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")
+        keep = labels != -100
+        return self._reduce(F.cross_entropy(logits[keep].float(), labels[keep], reduction="none"), keep)
+
+    def _reduce(self, nll: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The configured loss from the NLL of the labelled tokens (`nll[i]` belongs to the i-th True of `keep`,
+        a (B, T) mask): `token_mean` averages over all labelled tokens of the batch; `sequence_sum` is the paper
+        code's `--objective_mode 1`, each sentence's summed token NLL, averaged over the batch."""
         if self.loss_reduction == "sequence_sum":
-            # paper code `--objective_mode 1`: per-sentence sum of token NLL, averaged over the batch
-            return nll.sum(dim=1).mean()
-        return nll.sum() / (labels != -100).sum().clamp(min=1)
+            rows = keep.nonzero()[:, 0]
+            return torch.zeros(keep.shape[0], dtype=nll.dtype, device=nll.device).index_add(0, rows, nll).mean()
+        return nll.sum() / keep.sum().clamp(min=1)
 
     @torch.no_grad()
     def generate(self, **kwargs: Any) -> torch.Tensor:
