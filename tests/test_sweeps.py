@@ -75,6 +75,10 @@ def test_fig3_and_fig5_points(tmp_path):
     assert sweeps.main(["fig3", "--root", str(tmp_path)]) == 0
     md = (tmp_path / "fig3.md").read_text()
     assert "## prefix" in md and "## finetune" in md and "| 50 | 2 | 56.00 ± 0.71 |" in md, md
+    # the gap the paper summarises (+2.9 BLEU on average): per size and averaged, se from the subsets' spread
+    # (per point se 0.5; per size sqrt(0.5^2 + 0.5^2); the mean of 2 sizes halves it: 0.50)
+    assert "## prefix − finetune" in md and "| 50 | +5.00 | +0.00 |" in md and "| 500 | +5.00 | +0.00 |" in md
+    assert "| **mean** | **+5.00** ± 0.50 (se) |" in md, md
     assert (tmp_path / "figures" / "fig3_lowdata.png").is_file()
     for words in ("random", "table-to-text:", "banana"):
         init = {"kind": "random"} if words == "random" else {"kind": "words", "words": words}
@@ -112,3 +116,23 @@ def test_a_point_averages_subsets_and_seeds_of_its_newest_config_only():
     newer = _lowdata(0, 1, 0.20, steps=300, when="2026-06-01")
     pts = sweeps.points(recs + [newer], "fig3", "cpu")
     assert [(p["n"], round(p["BLEU"][0], 6)) for p in pts] == [(1, 20.0)] and len(pts[0]["left_out"]) == 4
+
+
+def test_the_figure_report_states_each_deviation_next_to_its_points_and_a_missing_pair():
+    """Record notes (the per-run deviations: model, steps, data subset, lr) are listed with the points they hold
+    for; the gap is computed only over sizes both series have, and says so when there is none."""
+    recs = []
+    for row, size in (("prefix", 50), ("prefix", 500), ("finetune", 500)):
+        r = _low(row, size, 0, 0.5)
+        r.notes = ["model: SmolLM2-135M", f"trained 100 optimiser steps on {size} of 42061 training pairs"]
+        recs.append(r)
+    pts = sweeps.points(recs, "fig3", "cpu")
+    md = sweeps.to_markdown("fig3", pts, "cpu", "SmolLM2-135M", recs)
+    assert "- model: SmolLM2-135M (all runs)" in md, md
+    assert "- trained 100 optimiser steps on 50 of 42061 training pairs (prefix 50)" in md
+    assert "on 500 of 42061 training pairs (prefix 500, finetune 500)" in md
+    assert "compared: 500." in md and "| 50 |" not in md.split("## prefix − finetune")[1]
+    assert "- seed over the runs: 1" in md and "- data.lowdata.subset over the runs: 0" in md
+    lone = sweeps.points(recs[:1], "fig3", "cpu")
+    assert "no prefix point has a finetune point at the same training examples" in sweeps.to_markdown(
+        "fig3", lone, "cpu", "m")

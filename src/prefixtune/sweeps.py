@@ -17,9 +17,10 @@ import statistics
 import sys
 from pathlib import Path
 
+from .claims import Stat, diff
 from .paths import results_dir
 from .results import RunRecord, iter_records, newest_config
-from .tables import write_atomic
+from .tables import compute_lines, write_atomic
 
 def _init_label(cfg: dict) -> str:
     init = (cfg.get("method") or {}).get("init") or {}
@@ -38,6 +39,9 @@ FIGURES = {
 }
 # what differs between the runs averaged into one point: the seed and, for low data, the sampled subset
 REPEAT_KEYS = ("seed", "data.lowdata.subset")
+# figure -> (series a, series b): the report shows a - b at every x both have, and its mean over those x
+# (Figure 3: the paper's "+2.9 BLEU on average" for prefix over fine-tuning, §2.5)
+GAPS = {"fig3": ("prefix", "finetune")}
 E2E_SCALE = {"test/bleu": 100, "test/rouge_l": 100, "test/meteor": 100}  # E2E scorer: fractions
 
 
@@ -65,7 +69,7 @@ def points(records: list[RunRecord], name: str, scale: str, group: str | None = 
     for (series, x), recs in sorted(by.items(), key=lambda kv: (str(kv[0][0]), _order(kv[0][1]))):
         ds = recs[0].config["data"]["name"]
         p = {"series": series, "dataset": ds, "x": x, "n": len(recs),
-             "seeds": sorted(r.config.get("seed") for r in recs),
+             "seeds": sorted(r.config.get("seed") for r in recs), "run_ids": sorted(r.run_id for r in recs),
              "left_out": sorted(r.run_id for r in stale if point(r) == (series, x))}
         for col, mkey, factor, _, _ in metrics:
             f = factor if factor is not None else (E2E_SCALE.get(mkey, 1) if ds == "e2e" else 1)
@@ -107,7 +111,55 @@ def to_csv(name: str, pts: list[dict]) -> str:
     return buf.getvalue()
 
 
-def to_markdown(name: str, pts: list[dict], scale: str, models: str) -> str:
+def gap_lines(name: str, pts: list[dict]) -> list[str]:
+    """Series a - b (GAPS) per x and averaged over the x both series have; `± se` only where every point has
+    a spread (claims.diff: independent runs)."""
+    if name not in GAPS:
+        return []
+    a, b = GAPS[name]
+    _, xlabel, _, _, metrics = FIGURES[name]
+    by = {(p["series"], p["x"]): p for p in pts}
+    xs = sorted({x for (ser, x) in by if ser == a and (b, x) in by}, key=_order)
+    head = [f"## {a} − {b}", ""]
+    if not xs:
+        return head + [f"Nothing to compare yet: no {a} point has a {b} point at the same {xlabel}.", ""]
+    diffs = []
+    for col, _, _, digits, hib in metrics:
+        pairs = {x: (Stat(*by[(a, x)][col]), Stat(*by[(b, x)][col])) for x in xs
+                 if by[(a, x)][col][0] is not None and by[(b, x)][col][0] is not None}
+        diffs.append((col, digits, diff(pairs, hib)[0]))
+    lines = head + [f"Positive = {a} better (oriented by each metric's direction). Only the {xlabel} values with "
+                    f"both points are compared: {', '.join(map(str, xs))}.", "",
+                    f"| {xlabel} | " + " | ".join(c for c, _, _ in diffs) + " |", "|--:|" + "--:|" * len(diffs)]
+    for x in xs:
+        lines.append(f"| {x} | " + " | ".join("—" if d is None or x not in d.parts else f"{d.parts[x]:+.{g}f}"
+                                               for _, g, d in diffs) + " |")
+    lines.append("| **mean** | " + " | ".join(
+        "—" if d is None else f"**{d.mean:+.{g}f}**" + (f" ± {d.se:.{g}f} (se)" if d.se is not None else "")
+        for _, g, d in diffs) + " |")
+    return lines + [""]
+
+
+def setting_lines(name: str, recs: list[RunRecord], pts: list[dict]) -> list[str]:
+    """What the shown runs are and where they deviate from the paper, read off the records: each distinct record
+    note with the points it holds for, the seeds / subsets behind the points, and what the runs cost."""
+    _, _, get_x, get_series, _ = FIGURES[name]
+    shown = {rid for p in pts for rid in p["run_ids"]}
+    recs = [r for r in recs if r.run_id in shown]
+    where: dict[str, list[str]] = {}
+    for r in recs:
+        for note in dict.fromkeys(r.notes):
+            where.setdefault(note, []).append(f"{get_series(r.config)} {get_x(r.config)}")
+    out = [f"{note} ({'all runs' if len(at) == len(recs) else ', '.join(dict.fromkeys(at))})"
+           for note, at in where.items()]
+    for key in REPEAT_KEYS:
+        vals = sorted({_get(r.config, key) for r in recs} - {None}, key=str)
+        if vals:
+            out.append(f"{key} over the runs: {', '.join(map(str, vals))} (each point's n says how many it has).")
+    return ["## Setting and deviations", ""] + [f"- {x}" for x in out + compute_lines(recs)] + [""]
+
+
+def to_markdown(name: str, pts: list[dict], scale: str, models: str, recs: list[RunRecord] = ()) -> str:
     group, xlabel, _, _, metrics = FIGURES[name]
     title, png, paper = TEXT[name]
     lines = [f"# {title} ({scale} scale)", "",
@@ -124,10 +176,13 @@ def to_markdown(name: str, pts: list[dict], scale: str, models: str) -> str:
                 cells.append("—" if mean is None else f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std else ""))
             lines.append(f"| {p['x']} | {p['n']} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += gap_lines(name, pts)
     left = [rid for p in pts for rid in p.get("left_out", [])]
     if left:
         lines += [f"Left out: {len(left)} run(s) of an earlier config of their point (runs are averaged only "
                   f"within one config): {', '.join(left)}.", ""]
+    if recs:
+        lines += setting_lines(name, list(recs), pts)
     return "\n".join(lines)
 
 
@@ -178,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out = args.out or args.root or results_dir()
     models = ", ".join(dict.fromkeys(r.config["model"]["label"] for r in recs if r.config["scale"]["name"] == args.scale))
-    print(write_atomic(out / f"{args.name}.md", to_markdown(args.name, pts, args.scale, models)))
+    print(write_atomic(out / f"{args.name}.md", to_markdown(args.name, pts, args.scale, models, recs)))
     print(write_atomic(out / f"{args.name}.csv", to_csv(args.name, pts)))
     print(plot(args.name, pts, out / "figures" / f"{TEXT[args.name][1]}.png"))
     return 0

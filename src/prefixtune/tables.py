@@ -174,10 +174,10 @@ def build_table(spec: dict, records: Iterable[RunRecord], paper: dict, scale: st
     labels = "; ".join(dict.fromkeys(r.config["scale"].get("label", scale) for r in recs)) or scale
     ctx = {"models": models, "scale": scale, "runs": len(recs), "spec": spec, "labels": labels}
     heading = [_fill(h, ctx) for h in spec["heading"]]
-    return Table(spec, heading, by_ds, deviations, _claims(spec, by_ds, paper), _compute(recs))
+    return Table(spec, heading, by_ds, deviations, _claims(spec, by_ds, paper), compute_lines(recs))
 
 
-def _compute(recs: list[RunRecord]) -> list[str]:
+def compute_lines(recs: list[RunRecord]) -> list[str]:
     """What the shown runs cost, from their records' `timing` and `provenance` (empty when none was timed)."""
     timed = [r for r in recs if r.timing.get("wall_s") is not None]
     if not timed:
