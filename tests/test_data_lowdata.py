@@ -82,3 +82,16 @@ PINNED_50_0_TRAIN = [
     2410,
 ]  # numpy 2.4 Generator(PCG64(50000)).choice(42061, 65, ...)
 PINNED_50_0_DEV = [23355, 11750, 18993]
+
+
+def test_the_committed_release_files_are_the_samplers_subsets():
+    """results/lowdata_splits/ (committed; the subsets the paper never released, ours are) must be exactly what the
+    sampler draws, for every size x subset: a drift in numpy or in the rule would silently change Figure 3."""
+    release = paths.REPO_ROOT / "results" / "lowdata_splits"
+    files = sorted(release.glob("e2e_size*_subset*.json"))
+    assert len(files) == len(SIZES) * len(SUBSET_IDS), [f.name for f in files]
+    for f in files:
+        rec = json.loads(f.read_text())
+        train, dev = lowdata_indices(rec["n_source"], rec["size"], rec["subset_id"])
+        assert (rec["train_lines"], rec["dev_lines"]) == (train, dev), f.name
+        assert rec["seed"] == lowdata_seed(rec["size"], rec["subset_id"]), f.name

@@ -197,3 +197,16 @@ def test_resumed_run_reports_the_same_train_loss(first_run, killed_and_resumed):
     ref, *_ = first_run
     rec, _ = killed_and_resumed
     assert rec["metrics"]["train/loss"] == pytest.approx(ref.metrics["train/loss"], rel=1e-6)
+
+
+def test_the_record_says_when_the_warmup_covers_the_whole_capped_run():
+    """Low-data cells warm up for 100 steps (§2.5); the cpu scale caps them at 100 steps, so the record must say
+    the rate peaks only at the end. Table 2 cells have no warmup and get no such note."""
+    from prefixtune.pipeline import _warmup_note
+
+    low = _compose("experiment=fig3/e2e_prefix_100", "scale=cpu")
+    assert int(low.optim.warmup_steps) == 100
+    assert _warmup_note(low, 100) == (", linear schedule after 100 warmup steps (warmup covers all 100 steps run: "
+                                      "the peak rate is reached only at the end)")
+    assert _warmup_note(low, 400) == ", linear schedule after 100 warmup steps"
+    assert _warmup_note(_compose("experiment=table2/e2e_prefix", "scale=cpu"), 100) == ""

@@ -39,6 +39,16 @@ def _subset(items: list, cap: int | None, seed: int = 0) -> list:
     return [items[i] for i in idx]
 
 
+def _warmup_note(cfg, steps: int) -> str:
+    """The warmup, when there is one: a step cap (cpu scale: 100) can leave the low-data 100-step warmup (§2.5)
+    covering the whole run, so the rate peaks only at its last step -- a deviation the record must say."""
+    w = int(cfg.optim.get("warmup_steps") or 0)
+    if not w:
+        return ""
+    return f", {cfg.optim.scheduler} schedule after {w} warmup steps" + (
+        f" (warmup covers all {steps} steps run: the peak rate is reached only at the end)" if w >= steps else "")
+
+
 def _load_data(cfg: DictConfig):
     from .data import load_split, lowdata_split
 
@@ -127,7 +137,7 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
                       f"scored {len(test_groups)} of {sizes['test_groups']} test sources and {len(dev_groups)} of "
                       f"{sizes['dev_groups']} dev sources",
                       f"learning rate {effective_lr(cfg):.3g} (optim.lr {float(cfg.optim.lr):.3g} x scale.lr_scale "
-                      f"{float(cfg.scale.get('lr_scale', 1.0)):g})"]
+                      f"{float(cfg.scale.get('lr_scale', 1.0)):g})" + _warmup_note(cfg, summary["global_step"])]
 
         t1 = time.time()
         out_dir = root / "predictions" / cfg.group / rid
