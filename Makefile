@@ -65,9 +65,11 @@ table3:  ## ACL Table 3: XSUM prefix (2%, 0.1%) vs FT (offline: the fixed test-s
 	$(call multirun,$(TABLE3_CELLS))
 	$(PY) -m prefixtune.tables table3 --scale $(SCALE)
 
-# ACL Figure 4: the Table 2 prefix cell of FIG4_DATA (dart as in the paper's plot, or e2e) swept over the length.
+# ACL Figure 4: the Table 2 prefix cell of FIG4_DATA (dart as in the paper's plot, or e2e) swept over the length;
+# FIG4_DATA=xsum (paper scale, hub) or xsum_sample (offline) sweeps the Table 3 Prefix (2%) cell over ACL A.2's
+# summarisation lengths.
 FIG4_DATA ?= dart
-FIG4_LENGTHS ?= 1,5,10,20,40
+FIG4_LENGTHS ?= $(if $(filter xsum%,$(FIG4_DATA)),1$(comma)10$(comma)20$(comma)50$(comma)80$(comma)100$(comma)200$(comma)300,1$(comma)5$(comma)10$(comma)20$(comma)40)
 fig4:  ## ACL Figure 4: prefix-length sweep (Hydra --multirun over method.length) -> results/fig4.{md,csv} + PNG
 	$(call multirun,fig4/$(FIG4_DATA)_prefix,method.length=$(FIG4_LENGTHS))
 	$(PY) -m prefixtune.sweeps fig4 --scale $(SCALE)

@@ -136,3 +136,23 @@ def test_the_figure_report_states_each_deviation_next_to_its_points_and_a_missin
     lone = sweeps.points(recs[:1], "fig3", "cpu")
     assert "no prefix point has a finetune point at the same training examples" in sweeps.to_markdown(
         "fig3", lone, "cpu", "m")
+
+
+def test_fig4_shows_each_series_its_own_metrics(tmp_path):
+    """ACL Figure 4 plots BLEU/TER for table-to-text and ROUGE-2/ROUGE-L for summarisation: a series' table has
+    only the columns its records have, the CSV keeps every column (empty where absent), the plot gets one panel per
+    metric that any series has."""
+    write_record(_rec(10, 1, 45.0), root=tmp_path)
+    for length, r2 in ((10, 5.0), (200, 6.0)):
+        cfg = {"group": "fig4", "seed": 1, "data": {"name": "xsum"}, "method": {"length": length},
+               "scale": {"name": "cpu"}, "model": {"label": "SmolLM2-135M"}}
+        write_record(RunRecord(run_id=f"fig4-xsum_sample_prefix__cpu__s1__o{length:08x}", group="fig4",
+                               experiment="fig4-xsum_sample_prefix", config=cfg).finish(
+            {"test/rouge1": 20.0, "test/rouge2": r2, "test/rougeL": 15.0, "train/loss": 3.0}), root=tmp_path)
+    assert sweeps.main(["fig4", "--root", str(tmp_path)]) == 0
+    md = (tmp_path / "fig4.md").read_text()
+    dart, xsum = md.split("## dart")[1].split("## xsum")
+    assert "BLEU ↑ | TER ↓ | train loss ↓ |" in dart and "ROUGE" not in dart, dart
+    assert "| method.length | n | ROUGE-2 ↑ | ROUGE-L ↑ | train loss ↓ |" in xsum and "| 200 | 1 | 6.00 | 15.00 | 3.000 |" in xsum
+    header, *rows = (tmp_path / "fig4.csv").read_text().splitlines()
+    assert "ROUGE-2_mean" in header and "BLEU_mean" in header and len(rows) == 3
