@@ -46,8 +46,13 @@ comma := ,
 empty :=
 space := $(empty) $(empty)
 
-# $(call multirun,<experiment list>,<extra overrides>): one Hydra multirun; finished cells are skipped.
-multirun = $(PY) -m prefixtune.train --multirun experiment=$(subst $(space),$(comma),$(strip $(1))) scale=$(SCALE) $(2) $(if $(HYDRA_LAUNCHER),hydra/launcher=$(HYDRA_LAUNCHER))
+# $(call multirun,<experiment list>,<extra overrides>[,<repeats>]): one Hydra multirun; finished cells are skipped.
+# <repeats> ($(call repeat,key,values): seeds, sampled subsets) go first because Hydra varies the first override
+# slowest: a sweep stopped half-way has run every cell once before any cell twice. `choice(...)` keeps a single
+# value a sweep: a plain `data.lowdata.subset=0` is checked against the primary config (data.lowdata: null) and fails.
+multirun = $(PY) -m prefixtune.train --multirun $(3) experiment=$(subst $(space),$(comma),$(strip $(1))) scale=$(SCALE) $(2) $(if $(HYDRA_LAUNCHER),hydra/launcher=$(HYDRA_LAUNCHER))
+repeat = '$(1)=choice($(2))'
+
 
 table2:  ## ACL Table 2 (SCALE=cpu default | paper | smoke): run missing cells, then write results/table2.{md,csv,tex}
 	$(call multirun,$(TABLE2_CELLS))
@@ -81,14 +86,14 @@ FIG3_SIZES := 50 100 200 500
 FIG3_SUBSETS ?= $(if $(PAPER),0$(comma)1$(comma)2$(comma)3$(comma)4,0$(comma)1)
 FIG3_SEEDS ?= $(if $(PAPER),1$(comma)2,1)
 fig3:  ## ACL Figure 3: low-data E2E, prefix vs fine-tuning at 50/100/200/500 examples -> results/fig3.{md,csv} + PNG
-	$(call multirun,$(foreach m,prefix finetune,$(foreach s,$(FIG3_SIZES),fig3/e2e_$(m)_$(s))),data.lowdata.subset=$(FIG3_SUBSETS) seed=$(FIG3_SEEDS))
+	$(call multirun,$(foreach m,prefix finetune,$(foreach s,$(FIG3_SIZES),fig3/e2e_$(m)_$(s))),,$(call repeat,data.lowdata.subset,$(FIG3_SUBSETS)) $(call repeat,seed,$(FIG3_SEEDS)))
 	$(PY) -m prefixtune.sweeps fig3 --scale $(SCALE)
 
 FIG5_WORDS ?= "active","elephant","summarize","table-to-text:","banana","beautiful","divide","keep"
 FIG5_SEEDS ?= $(if $(PAPER),1$(comma)2$(comma)3,1$(comma)2)
 fig5:  ## ACL Figure 5: random vs real-word initialisation, low-data E2E (100 examples) -> results/fig5.{md,csv} + PNG
-	$(call multirun,fig5/e2e_random,seed=$(FIG5_SEEDS))
-	$(call multirun,fig5/e2e_words,'method.init.words=$(FIG5_WORDS)' seed=$(FIG5_SEEDS))
+	$(call multirun,fig5/e2e_random,,$(call repeat,seed,$(FIG5_SEEDS)))
+	$(call multirun,fig5/e2e_words,'method.init.words=$(FIG5_WORDS)',$(call repeat,seed,$(FIG5_SEEDS)))
 	$(PY) -m prefixtune.sweeps fig5 --scale $(SCALE)
 
 claims:  ## results/claims.md: every claim of the paper, judged on the records (no training)
@@ -99,8 +104,8 @@ PELT_SEEDS ?= 1,2
 # the offline XSUM split: one seed at cpu scale (a Table 3 offline cell took 14-20 min in fp32 on 2 AVX2 cores)
 PELT_XSUM_SEEDS ?= $(if $(PAPER),1$(comma)2,1)
 pelt:  ## prefix-tuning beside LoRA, prompt tuning, adapters, MAM, UniPELT, FT on E2E + offline XSUM -> results/pelt.*
-	$(call multirun,$(foreach m,$(PELT_METHODS),pelt/e2e_$(m)),seed=$(PELT_SEEDS))
-	$(call multirun,$(foreach m,$(PELT_METHODS),pelt/xsum_sample_$(m)),seed=$(PELT_XSUM_SEEDS))
+	$(call multirun,$(foreach m,$(PELT_METHODS),pelt/e2e_$(m)),,$(call repeat,seed,$(PELT_SEEDS)))
+	$(call multirun,$(foreach m,$(PELT_METHODS),pelt/xsum_sample_$(m)),,$(call repeat,seed,$(PELT_XSUM_SEEDS)))
 	$(PY) -m prefixtune.pelt --scale $(SCALE)
 
 bench:  ## speed + memory: ours vs PEFT prefix, FT, adapter, LoRA; decoding; bf16; FLOP floor -> results/bench.{md,json}

@@ -206,3 +206,42 @@ def test_unknown_method_is_a_clear_error(tiny_backbone, compose_cfg):
     cfg = compose_cfg("method=prefix", "method.name=no_such_method")
     with pytest.raises(KeyError, match="not registered"):
         build_method(tiny_backbone("gpt2"), cfg.method)
+
+
+@pytest.mark.parametrize(("target", "var", "key"), [("fig3", "FIG3_SUBSETS", "data.lowdata.subset"),
+                                                    ("fig5", "FIG5_SEEDS", "seed"), ("pelt", "PELT_SEEDS", "seed")])
+def test_make_sweeps_repeats_slowest_and_accepts_a_single_value(target, var, key):
+    """The Makefile's repeat overrides (seeds, sampled subsets) come first, so Hydra runs every cell once before
+    any cell twice, and stay sweeps with one value: a plain `data.lowdata.subset=0` is validated against the primary
+    config, where data.lowdata is null, and Hydra refuses it (what `make fig3 FIG3_SUBSETS=0` once did)."""
+    import shlex
+    import shutil
+    import subprocess
+
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    for values in ("0", "0,1"):
+        out = subprocess.run(["make", "-n", target, f"{var}={values}"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, check=True).stdout
+        line = next(ln for ln in out.splitlines() if "--multirun" in ln)
+        args = shlex.split(line)[shlex.split(line).index("--multirun") + 1:]
+        jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(args), None)[0]
+        n = len(values.split(","))
+        assert len(jobs) % n == 0 and len(jobs) >= n
+        per = len(jobs) // n
+        got = [dict(o.split("=", 1) for o in job)[key] for job in jobs]
+        assert got == [v for v in values.split(",") for _ in range(per)], got  # slowest-varying: blocks
+
+
+def test_a_plain_lowdata_override_fails_on_the_primary_config():
+    """Why the Makefile wraps repeats in choice(): Hydra composes the primary config (no experiment) with every
+    non-sweep override, and data.lowdata is null there."""
+    from hydra.errors import ConfigCompositionException
+
+    from conftest import _compose
+
+    with pytest.raises(ConfigCompositionException, match="lowdata"):
+        _compose("data.lowdata.subset=0", base=())
