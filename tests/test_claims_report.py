@@ -112,6 +112,16 @@ def test_every_table_claim_in_the_list_exists():
     assert (REPO_ROOT / "conf" / "claims.yaml").is_file()
 
 
+def _xsum_rec(length: int, seed: int, rouge2: float):
+    from prefixtune.results import RunRecord
+
+    cfg = {"group": "fig4", "seed": seed, "data": {"name": "xsum"}, "method": {"length": length},
+           "scale": {"name": "cpu"}, "model": {"label": "SmolLM2-135M"}}
+    return RunRecord(run_id=f"fig4-xsum_sample_prefix__cpu__s{seed}__o{length:08x}", group="fig4",
+                     experiment="fig4-xsum_sample_prefix", config=cfg).finish(
+        {"test/rouge2": rouge2, "test/rougeL": 15.0, "train/loss": 3.0 - length / 1000})
+
+
 def test_prefix_length_claim_from_the_sweep(root):
     from test_sweeps import _rec as sweep_rec
 
@@ -121,8 +131,15 @@ def test_prefix_length_claim_from_the_sweep(root):
         for seed, v in enumerate(vals, 1):
             write_record(sweep_rec(length, seed, v), root=root)
     row = {r.id: r for r in claims_report.build(claims_report.load_spec(), root, "cpu")}["prefix_length"]
-    assert row.verdict == REPRODUCED and "peak at method.length=10" in row.why, row
-    write_record(sweep_rec(40, 3, 60.0), root=root)  # now the longest prefix is best: no drop
+    # the DART half holds, the summarisation half (XSUM ROUGE-2 peaking at 200) is not run: inconclusive
+    assert row.verdict == INCONCLUSIVE and "dart: peak at method.length=10" in row.why, row
+    assert "xsum: fewer than 3 method.length values (run `make fig4 FIG4_DATA=xsum_sample`)" in row.why, row
+    for length, vals in {1: [5.0, 5.2], 200: [6.5, 6.7], 300: [6.0, 6.1]}.items():
+        for seed, v in enumerate(vals, 1):
+            write_record(_xsum_rec(length, seed, v), root=root)
+    row = {r.id: r for r in claims_report.build(claims_report.load_spec(), root, "cpu")}["prefix_length"]
+    assert row.verdict == REPRODUCED and "xsum: peak at method.length=200 (paper: 200)" in row.why, row
+    write_record(sweep_rec(40, 3, 60.0), root=root)  # now the longest DART prefix is best: no drop
     row = {r.id: r for r in claims_report.build(claims_report.load_spec(), root, "cpu")}["prefix_length"]
     assert row.verdict == NOT_REPRODUCED and "an end point" in row.why, row
 
