@@ -210,3 +210,15 @@ def test_the_record_says_when_the_warmup_covers_the_whole_capped_run():
                                       "the peak rate is reached only at the end)")
     assert _warmup_note(low, 400) == ", linear schedule after 100 warmup steps"
     assert _warmup_note(_compose("experiment=table2/e2e_prefix", "scale=cpu"), 100) == ""
+
+
+def test_a_low_data_record_names_its_subset_and_the_split_it_was_drawn_from():
+    from prefixtune.pipeline import _training_note
+
+    low = _compose("experiment=fig3/e2e_prefix_50", "scale=cpu", "data.lowdata.subset=3")
+    assert _training_note(low, 100, 50, 15, 42061) == (
+        "trained 100 optimiser steps on 50 of 42061 training pairs (batch 10 x accumulation 1); low-data subset 3 "
+        "of size 50, 15 dev pairs for early stopping (results/lowdata_splits/)")
+    full = _compose("experiment=table2/e2e_prefix", "scale=cpu")
+    assert _training_note(full, 100, 2000, 200, 42061) == ("trained 100 optimiser steps on 2000 of 42061 training "
+                                                           "pairs (batch 10 x accumulation 1)")

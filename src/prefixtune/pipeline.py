@@ -39,6 +39,15 @@ def _subset(items: list, cap: int | None, seed: int = 0) -> list:
     return [items[i] for i in idx]
 
 
+def _training_note(cfg, steps: int, n_train: int, n_dev: int, n_source: int) -> str:
+    """How much the cell trained on; a low-data cell names its sampled subset (released ids, §2.5)."""
+    low = cfg.data.get("lowdata")
+    return (f"trained {steps} optimiser steps on {n_train} of {n_source} training pairs (batch "
+            f"{cfg.trainer.batch_size} x accumulation {cfg.trainer.grad_accum})" + (
+                f"; low-data subset {low.subset} of size {low.size}, {n_dev} dev pairs for early stopping "
+                "(results/lowdata_splits/)" if low else ""))
+
+
 def _warmup_note(cfg, steps: int) -> str:
     """The warmup, when there is one: a step cap (cpu scale: 100) can leave the low-data 100-step warmup (§2.5)
     covering the whole run, so the rate peaks only at its last step -- a deviation the record must say."""
@@ -53,15 +62,16 @@ def _load_data(cfg: DictConfig):
     from .data import load_split, lowdata_split
 
     d = cfg.data
+    full = load_split(d.name, d.train_split).pairs
     if d.get("lowdata"):
         train, dev = lowdata_split(d.name, int(d.lowdata.size), int(d.lowdata.subset))
     else:
-        train = load_split(d.name, d.train_split).pairs
-        dev = load_split(d.name, d.dev_split).pairs
+        train, dev = full, load_split(d.name, d.dev_split).pairs
     test = load_split(d.name, d.test_split)
     dev_groups = load_split(d.name, d.dev_split).groups
     sc = cfg.scale
-    sizes = {"train": len(train), "dev": len(dev), "dev_groups": len(dev_groups), "test_groups": len(test.groups)}
+    # "train": the pairs the cell draws from (a low-data subset is drawn from the full training split)
+    sizes = {"train": len(full), "dev": len(dev), "dev_groups": len(dev_groups), "test_groups": len(test.groups)}
     return (_subset(train, sc.get("max_train_examples")), _subset(dev, sc.get("max_dev_examples")),
             _subset(list(enumerate(dev_groups)), sc.get("max_dev_decode_groups")),
             _subset(list(enumerate(test.groups)), sc.get("max_decode_groups")), sizes)
@@ -132,8 +142,7 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
         summary = fit(method, train_f, dev_f, cfg, ckpt, report_to)
         rec.timing["train_s"] = summary.pop("train_s")
         rec.notes += [f"model: {cfg.model.label}" + (" with bf16 autocast" if cfg.trainer.bf16 else ""),
-                      f"trained {summary['global_step']} optimiser steps on {len(train)} of {sizes['train']} "
-                      f"training pairs (batch {cfg.trainer.batch_size} x accumulation {cfg.trainer.grad_accum})",
+                      _training_note(cfg, summary["global_step"], len(train), len(dev), sizes["train"]),
                       f"scored {len(test_groups)} of {sizes['test_groups']} test sources and {len(dev_groups)} of "
                       f"{sizes['dev_groups']} dev sources",
                       f"learning rate {effective_lr(cfg):.3g} (optim.lr {float(cfg.optim.lr):.3g} x scale.lr_scale "
