@@ -93,6 +93,7 @@ def test_results_overview_plots_the_records(smoke_root, monkeypatch):
     text, images = _execute("results_overview.ipynb", smoke_root, monkeypatch)
     assert "4 finished records" in text and "at scale smoke" in text, text
     assert "no Table 2 records at this scale yet" in text   # honest about what these records are not
+    assert "no figure sweeps at scale smoke yet" in text
     assert images == 2, f"expected 2 figures (quality, cost), got {images}"
 
 

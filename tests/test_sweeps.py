@@ -156,3 +156,26 @@ def test_fig4_shows_each_series_its_own_metrics(tmp_path):
     assert "| method.length | n | ROUGE-2 ↑ | ROUGE-L ↑ | train loss ↓ |" in xsum and "| 200 | 1 | 6.00 | 15.00 | 3.000 |" in xsum
     header, *rows = (tmp_path / "fig4.csv").read_text().splitlines()
     assert "ROUGE-2_mean" in header and "BLEU_mean" in header and len(rows) == 3
+
+
+def test_report_plots_leave_the_callers_matplotlib_alone(tmp_path):
+    """A notebook that builds a report keeps its inline backend and open figures (the reports once called
+    matplotlib.use("Agg"), and every later plot of the notebook came out blank)."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from prefixtune import pelt
+
+    before = matplotlib.get_backend()
+    plt.switch_backend("svg")  # a caller's backend that is not the Agg a report would pick
+    try:
+        mine = plt.figure()
+        pts = sweeps.points([_rec(1, 1, 40.0), _rec(10, 1, 45.0)], "fig4", "cpu")
+        sweeps.plot("fig4", pts, tmp_path / "f.png")
+        pelt.plot([{"data": "e2e", "label": "Prefix", "stored_pct": 0.04, "trainable_pct": 4.6,
+                    "metrics": [("BLEU", 60.0, 1.0, 2, 2)]}], tmp_path / "p.png", "t")
+        assert matplotlib.get_backend() == "svg" and plt.get_fignums() == [mine.number]
+    finally:
+        plt.close("all")
+        plt.switch_backend(before)
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "p.png").is_file()

@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import statistics
 from pathlib import Path
 
 from .paths import results_dir
 from .results import RunRecord, iter_records, newest_config
-from .tables import write_atomic
+from .tables import new_figure, save_figure, write_atomic
 
 GROUP = "pelt"
 # data.name -> (title, [(column, record key, display scale, digits)]); the first column is the plotted quality.
@@ -161,14 +160,9 @@ def to_csv(table: list[dict]) -> str:
 
 
 def plot(table: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     datas = [k for k in DATASETS if any(d["data"] == k for d in table)]
-    fig, axes = plt.subplots(1, len(datas), figsize=(6 * len(datas), 4), squeeze=False)
-    for ax, data in zip(axes[0], datas):
+    fig, axes = new_figure(len(datas), 6, 4)
+    for ax, data in zip(axes, datas):
         col = _metrics(data)[0][0]
         for d in (d for d in table if d["data"] == data):
             _, mean, std, _, _ = d["metrics"][0]
@@ -183,11 +177,7 @@ def plot(table: list[dict], path: Path, title: str) -> None:
         ax.set_title(f"{data.upper()}, {title}", fontsize=9)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 from .claims import Stat, diff
 from .paths import results_dir
 from .results import RunRecord, iter_records, newest_config
-from .tables import compute_lines, write_atomic
+from .tables import compute_lines, new_figure, save_figure, write_atomic
 
 def _init_label(cfg: dict) -> str:
     init = (cfg.get("method") or {}).get("init") or {}
@@ -197,17 +197,11 @@ def to_markdown(name: str, pts: list[dict], scale: str, models: str, recs: list[
 
 
 def plot(name: str, pts: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     _, xlabel, _, _, metrics = FIGURES[name]
     metrics = _shown(metrics, pts)
     numeric = all(isinstance(p["x"], (int, float)) for p in pts)
     cats = list(dict.fromkeys(p["x"] for p in pts))  # categorical x (Figure 5's init words), in table order
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.4 * len(metrics), 3.6), squeeze=False)
-    axes = axes[0]
+    fig, axes = new_figure(len(metrics), 4.4, 3.6)
     for ax, (col, _, _, _, hib) in zip(axes, metrics):
         for series in dict.fromkeys(p["series"] for p in pts):
             part = [p for p in pts if p["series"] == series and p[col][0] is not None]
@@ -221,12 +215,7 @@ def plot(name: str, pts: list[dict], path: Path) -> Path:
             ax.set_xticks(range(len(cats)), cats, rotation=45, ha="right", fontsize=8)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -328,6 +328,28 @@ def write_atomic(path: Path, text: str) -> Path:
     return path
 
 
+def new_figure(ncols: int, width: float, height: float):
+    """A matplotlib Figure with one row of `ncols` axes, built without pyplot: report code never switches the
+    caller's backend or leaves figures open (a notebook that makes a report keeps its inline plots)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * ncols, height))
+    return fig, fig.subplots(1, ncols, squeeze=False)[0]
+
+
+def save_figure(fig, path: Path) -> Path:
+    """PNG through a temp file + rename, as write_atomic: a reader never sees half a figure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser("prefixtune.tables", description="writes <out>/<name>.md .csv .tex")
     parser.add_argument("name", help="table spec: conf/table/<name>.yaml (or a path to one)")
