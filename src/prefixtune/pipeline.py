@@ -48,6 +48,16 @@ def _training_note(cfg, steps: int, n_train: int, n_dev: int, n_source: int) -> 
                 "(results/lowdata_splits/)" if low else ""))
 
 
+# above this share of the CPU used by other processes a run's times are flagged (a unit-test run beside a 2-core
+# training run took 1.0 of a core and slowed it from 3 to 11 s per step)
+CONTENTION = 0.10
+
+
+def _contention_note(phase: str, share: float) -> str:
+    return (f"{phase} shared the CPU: other processes used {share:.0%} of its time, so {phase}_s is an upper "
+            "bound (compare times only between runs without this note)")
+
+
 def _warmup_note(cfg, steps: int) -> str:
     """The warmup, when there is one: a step cap (cpu scale: 100) can leave the low-data 100-step warmup (§2.5)
     covering the whole run, so the rate peaks only at its last step -- a deviation the record must say."""
@@ -139,8 +149,10 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
         cfg_dict["_hash"] = chash
         report_to, wb = _wandb(cfg, rid, cfg_dict)
         rec.wandb = {"mode": cfg.logger.mode, "run_path": wb.path if wb is not None else None}
+        cpu0 = provenance.cpu_snapshot()
         summary = fit(method, train_f, dev_f, cfg, ckpt, report_to)
         rec.timing["train_s"] = summary.pop("train_s")
+        cpu1 = provenance.cpu_snapshot()
         rec.notes += [f"model: {cfg.model.label}" + (" with bf16 autocast" if cfg.trainer.bf16 else ""),
                       _training_note(cfg, summary["global_step"], len(train), len(dev), sizes["train"]),
                       f"scored {len(test_groups)} of {sizes['test_groups']} test sources and {len(dev_groups)} of "
@@ -162,6 +174,10 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
             rec.outputs[f"{split}_predictions"] = _rel(out_dir / f"{split}.txt", root)
             scored[split] = (preds, groups)
         rec.timing["decode_s"] = time.time() - t1
+        for phase, share in (("train", provenance.others_cpu_share(cpu0, cpu1)),
+                             ("decode", provenance.others_cpu_share(cpu1, provenance.cpu_snapshot()))):
+            rec.timing[f"{phase}_cpu_others"] = share
+            rec.notes += [_contention_note(phase, share)] if share is not None and share > CONTENTION else []
         t2 = time.time()
         for split, (preds, groups) in scored.items():
             split_name = cfg.data.dev_split if split == "dev" else cfg.data.test_split

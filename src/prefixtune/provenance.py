@@ -11,6 +11,7 @@ import platform
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,40 @@ def peak_memory(run_window: bool = False) -> dict[str, float | str | None]:
         except Exception:
             pass
     return out
+
+
+def cpu_snapshot() -> tuple[float, float, float, int] | None:
+    """(wall s, busy s of every CPU in /proc/stat, this process's CPU s, CPUs in /proc/stat), or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            lines = f.read().splitlines()
+        fields = [float(x) for x in lines[0].split()[1:]]
+        n_cpu = sum(1 for ln in lines if ln.startswith("cpu") and ln[3:4].isdigit())
+    except (OSError, ValueError, IndexError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    busy = (sum(fields[:8]) - idle) / tick                      # user..steal; guest time is already in user
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return time.time(), busy, own.ru_utime + own.ru_stime, n_cpu
+
+
+def others_cpu_share(start: tuple | None, end: tuple | None) -> float | None:
+    """The share of the machine's CPU time that *other* processes used between two snapshots (0 = the run had the
+    CPU to itself). A timed run sharing a 2-core CPU can slow several-fold (thread contention), so records
+    say so next to their times. None where it cannot be measured (no /proc/stat, or it counts more CPUs than
+    this process may use: a container on a bigger host, whose other tenants would be counted)."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    if start is None or end is None or end[3] != usable:
+        return None
+    wall = end[0] - start[0]
+    if wall <= 0:
+        return None
+    other = (end[1] - start[1]) - (end[2] - start[2])
+    return round(min(max(other / (wall * end[3]), 0.0), 1.0), 3)
 
 
 def collect(repo: Path | str = REPO_ROOT) -> dict[str, Any]:
