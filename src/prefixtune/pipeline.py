@@ -69,16 +69,19 @@ def _warmup_note(cfg, steps: int) -> str:
 
 
 def _load_data(cfg: DictConfig):
-    from .data import load_split, lowdata_split
+    from .data import load_split
+    from .data.lowdata import lowdata_indices
 
     d = cfg.data
     full = load_split(d.name, d.train_split).pairs
-    if d.get("lowdata"):
-        train, dev = lowdata_split(d.name, int(d.lowdata.size), int(d.lowdata.subset))
+    dev_split = load_split(d.name, d.dev_split)
+    if d.get("lowdata"):  # the released subset, drawn from the split loaded above (data/lowdata.py)
+        train_idx, dev_idx = lowdata_indices(len(full), int(d.lowdata.size), int(d.lowdata.subset))
+        train, dev = [full[i] for i in train_idx], [full[i] for i in dev_idx]
     else:
-        train, dev = full, load_split(d.name, d.dev_split).pairs
+        train, dev = full, dev_split.pairs
     test = load_split(d.name, d.test_split)
-    dev_groups = load_split(d.name, d.dev_split).groups
+    dev_groups = dev_split.groups
     sc = cfg.scale
     # "train": the pairs the cell draws from (a low-data subset is drawn from the full training split)
     sizes = {"train": len(full), "dev": len(dev), "dev_groups": len(dev_groups), "test_groups": len(test.groups)}
