@@ -164,3 +164,11 @@ def test_lowdata_and_init_claims_from_the_figures(root):
                                    config=cfg).finish({"test/bleu": b, "test/rouge_l": 0.6}), root=root)
     row = {r.id: r for r in claims_report.build(claims_report.load_spec(), root, "cpu")}["init_words"]
     assert row.verdict == REPRODUCED and "banana" in row.why and "summarize" in row.why, row
+
+
+def test_a_malformed_sweep_series_names_the_claim_and_key(root):
+    spec = {"items": [{"id": "len", "source": "s", "paper": "p", "statement": "t",
+                       "judge": {"sweep": {"figure": "fig4", "tolerance": 1.0,
+                                           "series": {"dart": {"metric": "BLUE", "paper_peak": 10}}}}}]}
+    with pytest.raises(ValueError, match=r"claim 'len', judge.sweep.series.dart needs `metric`"):
+        claims_report.build(spec, root, "cpu")

@@ -139,6 +139,11 @@ def _sweep_claim(item: dict, root: Path | None, scale: str | None) -> Row:
 
     j = item["judge"]["sweep"]
     key = sweeps.FIGURES[j["figure"]][1]
+    columns = [c for c, *_ in sweeps.FIGURES[j["figure"]][4]]
+    for series, s in j["series"].items():  # a typo here would otherwise surface as a bare KeyError
+        if not isinstance(s, dict) or "paper_peak" not in s or s.get("metric") not in columns:
+            raise ValueError(f"conf/claims.yaml: claim {item['id']!r}, judge.sweep.series.{series} needs `metric` "
+                             f"(one of {columns}) and `paper_peak`; got {s!r}")
     pts = _figure_points(j["figure"], root, scale)
     parts = [_sweep_part(series, s["metric"], s["paper_peak"], float(j["tolerance"]), key, j["figure"], pts,
                          s.get("run")) for series, s in j["series"].items()]
