@@ -245,3 +245,20 @@ def test_a_plain_lowdata_override_fails_on_the_primary_config():
 
     with pytest.raises(ConfigCompositionException, match="lowdata"):
         _compose("data.lowdata.subset=0", base=())
+
+
+@pytest.mark.parametrize("data,scale,lengths", [
+    ("dart", "cpu", "1,5,10,20,40"),
+    ("xsum", "paper", "1,10,20,50,80,100,200,300"),   # ACL A.2's summarisation grid, unchanged at paper scale
+    ("xsum_sample", "cpu", "1,10,50,100,200,300"),    # 2-hour budget: 20 and 80 dropped, the claimed peak bracketed
+])
+def test_make_fig4_sweeps_the_paper_lengths_for_its_scale(data, scale, lengths):
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    out = subprocess.run(["make", "-n", "fig4", f"FIG4_DATA={data}", f"SCALE={scale}"], cwd=REPO_ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in out.splitlines() if "--multirun" in ln)
+    assert f"experiment=fig4/{data}_prefix" in line and f"method.length={lengths}" in line.split(), line
