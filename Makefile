@@ -77,8 +77,9 @@ PAPER := $(filter paper,$(SCALE))
 # summarisation lengths. Below paper scale the XSUM sweep drops 20 and 80 (6 of ACL A.2's 8 lengths, still around
 # the claimed peak at 200): ~17 min per length on 2 CPU cores, so 8 lengths would overrun the 2-hour budget.
 FIG4_DATA ?= dart
-FIG4_XSUM_LENGTHS := $(if $(PAPER),1$(comma)10$(comma)20$(comma)50$(comma)80$(comma)100$(comma)200$(comma)300,1$(comma)10$(comma)50$(comma)100$(comma)200$(comma)300)
-FIG4_LENGTHS ?= $(if $(filter xsum%,$(FIG4_DATA)),$(FIG4_XSUM_LENGTHS),1$(comma)5$(comma)10$(comma)20$(comma)40)
+FIG4_XSUM_GRID := 1 10 20 50 80 100 200 300
+FIG4_XSUM_LENGTHS := $(if $(PAPER),$(FIG4_XSUM_GRID),$(filter-out 20 80,$(FIG4_XSUM_GRID)))
+FIG4_LENGTHS ?= $(subst $(space),$(comma),$(if $(filter xsum%,$(FIG4_DATA)),$(FIG4_XSUM_LENGTHS),1 5 10 20 40))
 fig4:  ## ACL Figure 4: prefix-length sweep (Hydra --multirun over method.length) -> results/fig4.{md,csv} + PNG
 	$(call multirun,fig4/$(FIG4_DATA)_prefix,method.length=$(FIG4_LENGTHS))
 	$(PY) -m prefixtune.sweeps fig4 --scale $(SCALE)

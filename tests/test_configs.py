@@ -208,6 +208,18 @@ def test_unknown_method_is_a_clear_error(tiny_backbone, compose_cfg):
         build_method(tiny_backbone("gpt2"), cfg.method)
 
 
+def _make_multirun_line(target: str, *variables: str) -> str:
+    """The first `--multirun` command that `make -n <target> <variables>` would run."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    out = subprocess.run(["make", "-n", target, *variables], cwd=REPO_ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    return next(ln for ln in out.splitlines() if "--multirun" in ln)
+
+
 @pytest.mark.parametrize(("target", "var", "key"), [("fig3", "FIG3_SUBSETS", "data.lowdata.subset"),
                                                     ("fig5", "FIG5_SEEDS", "seed"), ("pelt", "PELT_SEEDS", "seed")])
 def test_make_sweeps_repeats_slowest_and_accepts_a_single_value(target, var, key):
@@ -215,18 +227,12 @@ def test_make_sweeps_repeats_slowest_and_accepts_a_single_value(target, var, key
     any cell twice, and stay sweeps with one value: a plain `data.lowdata.subset=0` is validated against the primary
     config, where data.lowdata is null, and Hydra refuses it (what `make fig3 FIG3_SUBSETS=0` once did)."""
     import shlex
-    import shutil
-    import subprocess
 
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    if shutil.which("make") is None:
-        pytest.skip("make is not installed")
     for values in ("0", "0,1"):
-        out = subprocess.run(["make", "-n", target, f"{var}={values}"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, check=True).stdout
-        line = next(ln for ln in out.splitlines() if "--multirun" in ln)
+        line = _make_multirun_line(target, f"{var}={values}")
         args = shlex.split(line)[shlex.split(line).index("--multirun") + 1:]
         jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(args), None)[0]
         n = len(values.split(","))
@@ -253,12 +259,5 @@ def test_a_plain_lowdata_override_fails_on_the_primary_config():
     ("xsum_sample", "cpu", "1,10,50,100,200,300"),    # 2-hour budget: 20 and 80 dropped, the claimed peak bracketed
 ])
 def test_make_fig4_sweeps_the_paper_lengths_for_its_scale(data, scale, lengths):
-    import shutil
-    import subprocess
-
-    if shutil.which("make") is None:
-        pytest.skip("make is not installed")
-    out = subprocess.run(["make", "-n", "fig4", f"FIG4_DATA={data}", f"SCALE={scale}"], cwd=REPO_ROOT,
-                         capture_output=True, text=True, check=True).stdout
-    line = next(ln for ln in out.splitlines() if "--multirun" in ln)
+    line = _make_multirun_line("fig4", f"FIG4_DATA={data}", f"SCALE={scale}")
     assert f"experiment=fig4/{data}_prefix" in line and f"method.length={lengths}" in line.split(), line

@@ -70,14 +70,13 @@ def _warmup_note(cfg, steps: int) -> str:
 
 def _load_data(cfg: DictConfig):
     from .data import load_split
-    from .data.lowdata import lowdata_indices
+    from .data.lowdata import lowdata_subset
 
     d = cfg.data
     full = load_split(d.name, d.train_split).pairs
     dev_split = load_split(d.name, d.dev_split)
     if d.get("lowdata"):  # the released subset, drawn from the split loaded above (data/lowdata.py)
-        train_idx, dev_idx = lowdata_indices(len(full), int(d.lowdata.size), int(d.lowdata.subset))
-        train, dev = [full[i] for i in train_idx], [full[i] for i in dev_idx]
+        train, dev = lowdata_subset(full, int(d.lowdata.size), int(d.lowdata.subset))
     else:
         train, dev = full, dev_split.pairs
     test = load_split(d.name, d.test_split)

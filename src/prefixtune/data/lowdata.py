@@ -31,6 +31,7 @@ from .types import DataError, Pair, read_bytes
 
 __all__ = [
     "lowdata_split",
+    "lowdata_subset",
     "lowdata_indices",
     "lowdata_seed",
     "write_lowdata_files",
@@ -65,6 +66,12 @@ def lowdata_indices(n: int, size: int, subset_id: int) -> tuple[list[int], list[
     return [int(i) for i in chosen[:size]], [int(i) for i in chosen[size:]]
 
 
+def lowdata_subset(pairs: list[Pair], size: int, subset_id: int) -> tuple[list[Pair], list[Pair]]:
+    """(train pairs, dev pairs) of low-data subset ``subset_id`` of the given size, drawn from ``pairs``."""
+    train_idx, dev_idx = lowdata_indices(len(pairs), size, subset_id)
+    return [pairs[i] for i in train_idx], [pairs[i] for i in dev_idx]
+
+
 def lowdata_split(
     dataset: str = "e2e",
     size: int = 100,
@@ -75,9 +82,7 @@ def lowdata_split(
 ) -> tuple[list[Pair], list[Pair]]:
     """(train pairs, dev pairs) of low-data subset ``subset_id`` of the given size, sampled from
     ``source_split``."""
-    pairs = load_split(dataset, source_split, data_dir=data_dir).pairs
-    train_idx, dev_idx = lowdata_indices(len(pairs), size, subset_id)
-    return [pairs[i] for i in train_idx], [pairs[i] for i in dev_idx]
+    return lowdata_subset(load_split(dataset, source_split, data_dir=data_dir).pairs, size, subset_id)
 
 
 def _atomic_write_json(path: Path, obj: dict) -> None:
