@@ -14,11 +14,13 @@ from prefixtune.results import RunRecord, iter_records, write_record
 
 
 def _rec(length: int, seed: int, bleu: float, ds: str = "dart") -> RunRecord:
-    cfg = {"group": "fig4", "seed": seed, "data": {"name": ds}, "method": {"length": length},
+    cfg = {"group": "fig4", "seed": seed, "data": {"name": ds},
+           "method": {"length": length, "loss_reduction": "sequence_sum"}, "trainer": {"log_every": 10},
            "scale": {"name": "cpu"}, "model": {"label": "SmolLM2-135M"}}
     rec = RunRecord(run_id=f"fig4-{ds}_prefix__cpu__s{seed}__o{length:08x}", group="fig4",
                     experiment=f"fig4-{ds}_prefix", config=cfg)
-    return rec.finish({"test/bleu": bleu, "test/ter": 0.5 - bleu / 1000, "train/loss": 2.0 - length / 100})
+    return rec.finish({"test/bleu": bleu, "test/ter": 0.5 - bleu / 1000, "train/loss": 2.0 - length / 100,
+                       "train/loss_final": 1.0 - length / 100})
 
 
 def test_points_csv_markdown_and_plot(tmp_path):
@@ -152,8 +154,15 @@ def test_fig4_shows_each_series_its_own_metrics(tmp_path):
     assert sweeps.main(["fig4", "--root", str(tmp_path)]) == 0
     md = (tmp_path / "fig4.md").read_text()
     dart, xsum = md.split("## dart")[1].split("## xsum")
-    assert "BLEU ↑ | TER ↓ | train loss ↓ |" in dart and "ROUGE" not in dart, dart
-    assert "| method.length | n | ROUGE-2 ↑ | ROUGE-L ↑ | train loss ↓ |" in xsum and "| 200 | 1 | 6.00 | 15.00 | 3.000 |" in xsum
+    assert "BLEU ↑ | TER ↓ | train loss (run mean) ↓ | train loss (end) ↓ |" in dart and "ROUGE" not in dart, dart
+    assert "| 10 | 1 | 45.00 | 0.455 | 1.900 | 0.900 |" in dart, dart
+    # the xsum records predate `train/loss_final`: no end column rather than a made-up one
+    assert "| method.length | n | ROUGE-2 ↑ | ROUGE-L ↑ | train loss (run mean) ↓ |" in xsum
+    assert "| 200 | 1 | 6.00 | 15.00 | 3.000 |" in xsum
+    # the unit is read off each record's method.loss_reduction (xsum's records have none: the token mean)
+    assert ("train loss = each sentence's summed token NLL in nats, batch mean (the original code's "
+            "`--objective_mode 1`); \"run mean\" averages every optimiser step, \"end\" the last 10 steps") in md, md
+    assert "train loss = mean token NLL in nats" in md and "(xsum 10, xsum 200)" in md, md
     header, *rows = (tmp_path / "fig4.csv").read_text().splitlines()
     assert "ROUGE-2_mean" in header and "BLEU_mean" in header and len(rows) == 3
 

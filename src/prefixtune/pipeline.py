@@ -164,7 +164,8 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
 
         t1 = time.time()
         out_dir = root / "predictions" / cfg.group / rid
-        metrics: dict[str, float | None] = {"train/loss": summary["train_loss"]}
+        metrics: dict[str, float | None] = {"train/loss": summary["train_loss"],
+                                            "train/loss_final": summary["final_loss"]}
         if "dev_loss" in summary:
             metrics["dev/loss"] = summary["dev_loss"]
         scored: dict[str, Any] = {}

@@ -5,7 +5,8 @@ records of the figure's group and writes results/<fig>.md, results/<fig>.csv and
 per series (dataset or method) and x (training-set size, prefix length, initialisation), the test metrics as mean ±
 sample std over the runs behind the point (seeds, and sampled subsets for low data), n shown.
   fig3: low-data E2E, prefix vs fine-tuning against the training-set size (ACL Figure 3);
-  fig4: prefix length, with the final training loss (longer prefixes fit better but score worse: ACL Figure 4);
+  fig4: prefix length, with the training loss over the whole run and at its end, in the method's units (longer
+        prefixes fit better but score worse: ACL Figure 4);
   fig5: initialisation words in low-data E2E (ACL Figure 5).
 """
 from __future__ import annotations
@@ -37,7 +38,8 @@ FIGURES = {
     "fig4": ("fig4", "method.length", lambda c: _get(c, "method.length"), lambda c: c["data"]["name"],
              [("BLEU", "test/bleu", None, 2, True), ("TER", "test/ter", None, 3, False),
               ("ROUGE-2", "test/rouge2", None, 2, True), ("ROUGE-L", "test/rougeL", None, 2, True),
-              ("train loss", "train/loss", 1, 3, False)]),
+              ("train loss (run mean)", "train/loss", 1, 3, False),
+              ("train loss (end)", "train/loss_final", 1, 3, False)]),
     "fig5": ("fig5", "initialisation", _init_label, lambda c: c["data"]["name"], _QUALITY),
 }
 # what differs between the runs averaged into one point: the seed and, for low data, the sampled subset
@@ -45,6 +47,10 @@ REPEAT_KEYS = ("seed", "data.lowdata.subset")
 # figure -> (series a, series b): the report shows a - b at every x both have, and its mean over those x
 # (Figure 3: the paper's "+2.9 BLEU on average" for prefix over fine-tuning, §2.5)
 GAPS = {"fig3": ("prefix", "finetune")}
+# what a training-loss column measures, by method.loss_reduction (methods/base.py `_reduce`)
+LOSS_UNITS = {"sequence_sum": "each sentence's summed token NLL in nats, batch mean (the original code's "
+                              "`--objective_mode 1`)",
+              "token_mean": "mean token NLL in nats"}
 E2E_SCALE = {"test/bleu": 100, "test/rouge_l": 100, "test/meteor": 100}  # E2E scorer: fractions
 
 
@@ -158,6 +164,14 @@ def setting_lines(name: str, recs: list[RunRecord], pts: list[dict]) -> list[str
     for r in recs:
         for note in dict.fromkeys(r.notes):
             where.setdefault(note, []).append(f"{get_series(r.config)} {get_x(r.config)}")
+    if any(m[1].startswith("train/") for m in FIGURES[name][4]):
+        for r in recs:
+            unit = LOSS_UNITS[(r.config.get("method") or {}).get("loss_reduction", "token_mean")]
+            every = _get(r.config, "trainer.log_every")
+            where.setdefault(f"train loss = {unit}; \"run mean\" averages every optimiser step, \"end\" the last "
+                             + (f"{every} steps" if every else "logging window")
+                             + " (records written before `train/loss_final` existed have no end value)",
+                             []).append(f"{get_series(r.config)} {get_x(r.config)}")
     out = [f"{note} ({'all runs' if len(at) == len(recs) else ', '.join(dict.fromkeys(at))})"
            for note, at in where.items()]
     for key in REPEAT_KEYS:

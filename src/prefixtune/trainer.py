@@ -90,6 +90,14 @@ def whole_run_loss(history: list[dict], global_step: int, resumed: str | None, t
     return total / global_step
 
 
+def final_loss(history: list[dict]) -> float | None:
+    """The training loss at the end of the run: the last logged value, i.e. the mean over the last
+    `trainer.log_every` optimiser steps (None if the run never reached a logging step). Figure 4 compares the
+    loss prefixes of different lengths reach (§2.6), which the whole-run mean blurs with the early steps."""
+    logged = [float(h["loss"]) for h in history if "loss" in h and "step" in h]
+    return logged[-1] if logged else None
+
+
 def fit(method, train_feats, dev_feats, cfg: Any, ckpt_dir: Path, report_to: list[str],
         callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Train (resuming from the last checkpoint in `ckpt_dir` if there is one) and return a summary."""
@@ -113,6 +121,7 @@ def fit(method, train_feats, dev_feats, cfg: Any, ckpt_dir: Path, report_to: lis
     summary = {"train_s": time.time() - start, "global_step": int(result.global_step),
                "train_loss": whole_run_loss(trainer.state.log_history, int(result.global_step), last,
                                             float(result.training_loss)),
+               "final_loss": final_loss(trainer.state.log_history),
                "resumed_from": Path(last).name if last else None}
     history = [h for h in trainer.state.log_history if "eval_loss" in h]
     if history:
