@@ -197,6 +197,7 @@ def test_resumed_run_reports_the_same_train_loss(first_run, killed_and_resumed):
     ref, *_ = first_run
     rec, _ = killed_and_resumed
     assert rec["metrics"]["train/loss"] == pytest.approx(ref.metrics["train/loss"], rel=1e-6)
+    assert rec["metrics"]["train/loss_final"] == pytest.approx(ref.metrics["train/loss_final"], rel=1e-6)
 
 
 def test_the_record_says_when_the_warmup_covers_the_whole_capped_run():
