@@ -95,10 +95,12 @@ def test_fig3_and_fig5_points(tmp_path):
     assert (tmp_path / "figures" / "fig5_init.png").is_file()
 
 
-def _lowdata(subset: int, seed: int, bleu: float, steps: int = 200, when: str = "2026-01-01") -> RunRecord:
-    cfg = {"group": "fig3", "seed": seed, "row": "prefix", "scale": {"name": "cpu"}, "trainer": {"max_steps": steps},
+def _lowdata(subset: int, seed: int, bleu: float, steps: int = 200, when: str = "2026-01-01",
+             bf16: bool = False) -> RunRecord:
+    cfg = {"group": "fig3", "seed": seed, "row": "prefix", "scale": {"name": "cpu"},
+           "trainer": {"max_steps": steps, "bf16": bf16}, "decode": {"bf16": bf16},
            "data": {"name": "e2e", "lowdata": {"size": 100, "subset": subset}}, "model": {"label": "SmolLM2-135M"}}
-    rec = RunRecord(run_id=f"fig3-e2e_prefix_100__cpu__s{seed}__o{subset:02d}{steps:06x}", group="fig3",
+    rec = RunRecord(run_id=f"fig3-e2e_prefix_100__cpu__s{seed}__o{subset:02d}{steps:05x}{int(bf16)}", group="fig3",
                     experiment="fig3-e2e_prefix_100", config=cfg).finish({"test/bleu": bleu, "test/rouge_l": bleu})
     rec.finished_at = f"{when}T00:00:00+00:00"
     return rec
@@ -113,11 +115,25 @@ def test_a_point_averages_subsets_and_seeds_of_its_newest_config_only():
     assert [(p["x"], p["n"], round(p["BLEU"][0], 6)) for p in pts] == [(100, 3, 60.0)]
     assert pts[0]["left_out"] == [recs[3].run_id]
     md = sweeps.to_markdown("fig3", pts, "cpu", "SmolLM2-135M")
-    assert f"Left out: 1 run(s) of an earlier config of their point" in md and recs[3].run_id in md
+    assert "1 run(s) of an earlier config of their point were left out" in md and recs[3].run_id in md
     # the newest config wins even when it is the one with fewer runs
     newer = _lowdata(0, 1, 0.20, steps=300, when="2026-06-01")
     pts = sweeps.points(recs + [newer], "fig3", "cpu")
     assert [(p["n"], round(p["BLEU"][0], 6)) for p in pts] == [(1, 20.0)] and len(pts[0]["left_out"]) == 4
+
+
+def test_runs_in_the_other_precision_are_named_as_such_not_as_an_earlier_config():
+    """The cpu scale resolves bf16 from the machine, so seed 1 may be fp32 (an AVX2 CPU) and seed 2 bf16 (an
+    AVX512-BF16 one): they are not averaged, and the markdown says it is the precision, not a config change."""
+    fp32 = [_lowdata(0, 1, 0.50), _lowdata(0, 1, 0.10, steps=100, when="2025-06-01")]
+    bf16 = _lowdata(0, 2, 0.70, when="2026-02-01", bf16=True)
+    pts = sweeps.points(fp32 + [bf16], "fig3", "cpu")
+    assert [(p["n"], round(p["BLEU"][0], 6)) for p in pts] == [(1, 70.0)]
+    assert pts[0]["left_out_why"] == {fp32[0].run_id: "fp32", fp32[1].run_id: None}
+    md = sweeps.to_markdown("fig3", pts, "cpu", "SmolLM2-135M")
+    assert "1 run(s) in another precision than the newest runs of their point were left out" in md
+    assert f"{fp32[0].run_id} (fp32)" in md
+    assert "1 run(s) of an earlier config of their point were left out" in md and fp32[1].run_id in md
 
 
 def test_the_figure_report_states_each_deviation_next_to_its_points_and_a_missing_pair():

@@ -196,8 +196,8 @@ def test_seeds_are_averaged_within_the_newest_config_of_a_cell():
     assert steps.startswith("Steps: training is capped at 400 for e2e/finetune, e2e/finetune_top2,")
     assert steps.endswith("dart/prefix; 800 for e2e/prefix optimiser steps instead of the paper's epochs.")
     left = [d for d in t.deviations if "earlier config" in d]
-    assert left == ["2 record(s) of an earlier config of their cell were left out (seeds are averaged only over "
-                    "one config): table2-e2e_prefix__cpu__s2, table2-e2e_prefix__cpu__s3"]
+    assert left == ["2 run(s) of an earlier config of their cell were left out (runs are averaged only within one "
+                    "config): table2-e2e_prefix__cpu__s2, table2-e2e_prefix__cpu__s3"]
 
 
 def test_compute_section_sums_the_shown_runs_timing():

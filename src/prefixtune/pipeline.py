@@ -20,8 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import paths, provenance
 from .tables import write_atomic
-from .results import (RunRecord, config_diff, config_hash, find_finished, overrides_digest, read_record, record_path, run_id,
-                      write_record)
+from .results import (PRECISION_KEYS, RunRecord, config_diff, config_hash, find_finished, overrides_digest,
+                      read_record, record_path, run_id, write_record)
 
 log = logging.getLogger("prefixtune.pipeline")
 
@@ -212,7 +212,6 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
         raise
 
 
-PRECISION_KEYS = ("trainer.bf16", "decode.bf16")  # resolved per machine at cpu scale (${native_bf16:})
 
 
 def _guard_finished(cfg: DictConfig, rid: str, chash: str, cfg_dict: dict, root: Path) -> RunRecord | None:

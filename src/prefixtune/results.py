@@ -458,3 +458,36 @@ def newest_config(recs: list[RunRecord], key: Callable[[RunRecord], Any], repeat
         (keep if i == ident[newest[k]] else stale).append(r)
     return keep, stale
 
+
+# Resolved per machine at cpu scale (`${native_bf16:}`, conf/scale/cpu.yaml): bf16 autocast only where the CPU has
+# native bf16 units, so the same command gives fp32 on one machine and bf16 on another.
+PRECISION_KEYS = ("trainer.bf16", "decode.bf16")
+
+
+def _precision(r: RunRecord) -> str:
+    return "bf16" if (r.config.get("trainer") or {}).get("bf16") else "fp32"
+
+
+def left_out_reasons(stale: list[RunRecord], kept: list[RunRecord], key: Callable[[RunRecord], Any],
+                      repeat_keys: tuple[str, ...] = ("seed",)) -> dict[str, str | None]:
+    """run id -> why `newest_config` left it out: its precision ("fp32"/"bf16") when only that differs from the
+    kept runs of its `key` (a run on a machine of the other kind), None when its config is an earlier one."""
+    same_but_precision = {(key(r), r.identity_without(repeat_keys + PRECISION_KEYS)) for r in kept}
+    return {r.run_id: _precision(r) if (key(r), r.identity_without(repeat_keys + PRECISION_KEYS)) in same_but_precision
+            else None for r in stale}
+
+
+def left_out_lines(reasons: dict[str, str | None], what: str = "cell") -> list[str]:
+    """The sentences a table or figure prints under itself for `left_out_reasons`."""
+    other = sorted((rid, p) for rid, p in reasons.items() if p)
+    earlier = sorted(rid for rid, p in reasons.items() if not p)
+    lines = []
+    if other:
+        lines.append(f"{len(other)} run(s) in another precision than the newest runs of their {what} were left out "
+                     f"(the cpu scale uses bf16 autocast only on CPUs with native bf16 units, so the precision follows "
+                     f"the machine; runs are averaged only within one precision): "
+                     + ", ".join(f"{rid} ({p})" for rid, p in other))
+    if earlier:
+        lines.append(f"{len(earlier)} run(s) of an earlier config of their {what} were left out (runs are averaged "
+                     f"only within one config): {', '.join(earlier)}")
+    return lines

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .claims import Stat, diff
 from .paths import results_dir
-from .results import RunRecord, iter_records, newest_config
+from .results import RunRecord, iter_records, left_out_lines, left_out_reasons, newest_config
 from .tables import compute_lines, new_figure, save_figure, write_atomic
 
 def _init_label(cfg: dict) -> str:
@@ -79,7 +79,9 @@ def points(records: list[RunRecord], name: str, scale: str, group: str | None = 
         ds = recs[0].config["data"]["name"]
         p = {"series": series, "dataset": ds, "x": x, "n": len(recs),
              "seeds": sorted(r.config.get("seed") for r in recs), "run_ids": sorted(r.run_id for r in recs),
-             "left_out": sorted(r.run_id for r in stale if point(r) == (series, x))}
+             "left_out": sorted(r.run_id for r in stale if point(r) == (series, x)),
+             "left_out_why": left_out_reasons([r for r in stale if point(r) == (series, x)], recs, point,
+                                              REPEAT_KEYS)}
         for col, mkey, factor, _, _ in metrics:
             f = factor if factor is not None else (E2E_SCALE.get(mkey, 1) if ds == "e2e" else 1)
             vals = [r.metrics.get(mkey) * f for r in recs if r.metrics.get(mkey) is not None]
@@ -201,10 +203,8 @@ def to_markdown(name: str, pts: list[dict], scale: str, models: str, recs: list[
             lines.append(f"| {p['x']} | {p['n']} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += gap_lines(name, pts)
-    left = [rid for p in pts for rid in p.get("left_out", [])]
-    if left:
-        lines += [f"Left out: {len(left)} run(s) of an earlier config of their point (runs are averaged only "
-                  f"within one config): {', '.join(left)}.", ""]
+    for line in left_out_lines({rid: why for p in pts for rid, why in p.get("left_out_why", {}).items()}, "point"):
+        lines += [f"{line}.", ""]
     if recs:
         lines += setting_lines(name, list(recs), pts)
     return "\n".join(lines)

@@ -20,7 +20,7 @@ import yaml
 
 from prefixtune.claims import Claim, Stat, judge_claims
 from prefixtune.paths import REPO_ROOT, results_dir
-from prefixtune.results import RunRecord, iter_records, newest_config
+from prefixtune.results import RunRecord, iter_records, left_out_lines, left_out_reasons, newest_config
 
 OURS, MISSING, UNAVAILABLE = "ok", "missing", "unavailable"
 
@@ -167,8 +167,7 @@ def build_table(spec: dict, records: Iterable[RunRecord], paper: dict, scale: st
         by_ds[ds["id"]] = lines
     deviations = _deviations(spec, scale, recs, order) + (
         [f"{len(variants)} record(s) with extra command-line overrides were left out"] if variants else []) + (
-        [f"{len(stale)} record(s) of an earlier config of their cell were left out (seeds are averaged only over "
-         f"one config): {', '.join(sorted(r.run_id for r in stale))}"] if stale else [])
+        left_out_lines(left_out_reasons(stale, recs, _key)))
 
     models = ", ".join(dict.fromkeys(r.config["model"]["label"] for r in recs)) or "no finished runs"
     labels = "; ".join(dict.fromkeys(r.config["scale"].get("label", scale) for r in recs)) or scale
