@@ -212,8 +212,6 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
         raise
 
 
-
-
 def _guard_finished(cfg: DictConfig, rid: str, chash: str, cfg_dict: dict, root: Path) -> RunRecord | None:
     """Never overwrite finished work by accident: the record file of this run id holding a finished run of a
     *different* config (the experiment or scale changed since) is replaced only with `force=true`.

@@ -77,11 +77,10 @@ def points(records: list[RunRecord], name: str, scale: str, group: str | None = 
     out = []
     for (series, x), recs in sorted(by.items(), key=lambda kv: (str(kv[0][0]), _order(kv[0][1]))):
         ds = recs[0].config["data"]["name"]
+        why = left_out_reasons([r for r in stale if point(r) == (series, x)], recs, point, REPEAT_KEYS)
         p = {"series": series, "dataset": ds, "x": x, "n": len(recs),
              "seeds": sorted(r.config.get("seed") for r in recs), "run_ids": sorted(r.run_id for r in recs),
-             "left_out": sorted(r.run_id for r in stale if point(r) == (series, x)),
-             "left_out_why": left_out_reasons([r for r in stale if point(r) == (series, x)], recs, point,
-                                              REPEAT_KEYS)}
+             "left_out": sorted(why), "left_out_why": why}
         for col, mkey, factor, _, _ in metrics:
             f = factor if factor is not None else (E2E_SCALE.get(mkey, 1) if ds == "e2e" else 1)
             vals = [r.metrics.get(mkey) * f for r in recs if r.metrics.get(mkey) is not None]
