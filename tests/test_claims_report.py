@@ -62,9 +62,12 @@ def test_claims_verdicts_follow_the_numbers(root, tmp_path):
         "b": {"train": {"prefix": {"tokens_per_s": 90.0}, "finetune": {"tokens_per_s": 100.0}},
               "memory": {"prefix": {"peak_mb": 500.0}, "finetune": {"peak_mb": 1000.0}}}}))
     rows = {r.id: r for r in claims_report.build(claims_report.load_spec(), root, "cpu")}
-    # prefix (2 seeds) vs infix10 (2 seeds): +3.0, se sqrt(0.5² + 0.5²) = 0.71; +3.0 - 2·0.71 > +1.0
-    assert rows["prefix_vs_infix"].verdict == REPRODUCED, rows["prefix_vs_infix"].why
-    assert rows["prefix_vs_infix"].ours.startswith("diff +3.00 ± 0.71 (se)"), rows["prefix_vs_infix"].ours
+    # prefix (2 seeds) vs infix10 (2 seeds): +3.0, se sqrt(0.5² + 0.5²) = 0.71 with Welch df 2 (not a normal
+    # 2-se rule, which called this "reproduced"): t_{0.975, 2} = 4.303, so +3.0 ± 3.04 = [-0.04, +6.04] holds +1.0
+    assert rows["prefix_vs_infix"].verdict == INCONCLUSIVE, rows["prefix_vs_infix"].why
+    assert rows["prefix_vs_infix"].ours.startswith("diff +3.00, 95% [-0.04, +6.04] (t on seeds only, df 2.0)"), \
+        rows["prefix_vs_infix"].ours
+    assert "no paired bootstrap" in rows["prefix_vs_infix"].why  # these records store no predictions
     # emb10 has one seed: no spread estimate, whatever the gap
     assert rows["prefix_vs_embedding"].verdict == INCONCLUSIVE and "one seed" in rows["prefix_vs_embedding"].why
     # Table 2 has no DART (and no adapter) records: inconclusive, naming what is missing and the target
@@ -154,7 +157,7 @@ def test_lowdata_and_init_claims_from_the_figures(root):
             for subset in (0, 1):
                 write_record(_low(row, size, subset, base + subset / 100), root=root)
     row = {r.id: r for r in claims_report.build(claims_report.load_spec(), root, "cpu")}["lowdata"]
-    assert row.verdict == REPRODUCED and row.ours.startswith("mean diff +5.00"), row
+    assert row.verdict == REPRODUCED and row.ours.startswith("diff +5.00"), row
     for words, bleu in (("random", [0.40, 0.42]), ("banana", [0.50, 0.51]), ("summarize", [0.52, 0.53])):
         init = {"kind": "random"} if words == "random" else {"kind": "words", "words": words}
         for seed, b in enumerate(bleu, 1):
@@ -162,8 +165,20 @@ def test_lowdata_and_init_claims_from_the_figures(root):
                    "scale": {"name": "cpu"}, "model": {"label": "m"}}
             write_record(RunRecord(run_id=f"fig5-e2e_{words}__cpu__s{seed}", group="fig5", experiment="fig5",
                                    config=cfg).finish({"test/bleu": b, "test/rouge_l": 0.6}), root=root)
-    row = {r.id: r for r in claims_report.build(claims_report.load_spec(), root, "cpu")}["init_words"]
-    assert row.verdict == REPRODUCED and "banana" in row.why and "summarize" in row.why, row
+    rows = {r.id: r for r in claims_report.build(claims_report.load_spec(), root, "cpu")}
+    row = rows["init_words"]
+    # words 50.5 ± 0.5 and 52.5 ± 0.5 (se) against ONE random arm 41.0 ± 1.0: diff +10.5; the shared arm enters
+    # once, undivided: var = (0.5² + 0.5²)/4 + 1.0² = 1.125 (the independent-pairs rule gave 0.625)
+    assert "seed se 1.06 " in row.why and "banana" in row.why and "summarize" in row.why, row
+    assert row.verdict == REPRODUCED, row
+    # the parenthetical is its own claim: task words (summarize) - irrelevant ones (banana) = +2.0 ± 0.71 (se),
+    # df 2: [-1.04, +5.04] holds 0 -> inconclusive
+    assert rows["init_task_words"].verdict == INCONCLUSIVE and "missing cells" in rows["init_task_words"].why
+    spec = claims_report.load_spec()
+    item = next(it for it in spec["items"] if it["id"] == "init_task_words")
+    item["judge"]["gap"].update(a_xs=["summarize"], b_xs=["banana"])
+    task = {r.id: r for r in claims_report.build({"items": [item]}, root, "cpu")}["init_task_words"]
+    assert task.verdict == INCONCLUSIVE and task.ours.startswith("diff +2.00, 95% [-1.04, +5.04]"), task
 
 
 def test_a_malformed_sweep_series_names_the_claim_and_key(root):

@@ -107,3 +107,21 @@ def test_decode_writes_error_when_the_model_stops_at_once(model):
     bb, method, cfg, enc = _setup(model, "method=prefix")
     _boost(method, [bb.eos_id], amount=1e4)
     assert decode(method, enc, SOURCES[:3], cfg.decode) == [cfg.decode.empty_output] * 3 == ["Error"] * 3
+
+
+@pytest.mark.parametrize("model", ["gpt2", "llama"])
+def test_decode_reports_which_outputs_ended_with_eos(model):
+    """The EOS flags behind decode health (prefixtune.health): a model forced to stop at once ends every output
+    with EOS; one that is forbidden EOS (min_new_tokens = max_new_tokens) runs every output to the cap."""
+    from prefixtune.decode import decode
+
+    bb, method, cfg, enc = _setup(model, "method=prefix")
+    hook = _boost(method, [bb.eos_id], amount=1e4)
+    ended: list[bool] = []
+    decode(method, enc, SOURCES, cfg.decode, eos=ended)
+    assert ended == [True] * len(SOURCES)
+    hook.remove()
+    dcfg = cfg.decode.copy()
+    dcfg.min_new_tokens = dcfg.max_new_tokens
+    decode(method, enc, SOURCES, dcfg, eos=ended)
+    assert ended == [False] * len(SOURCES)

@@ -84,6 +84,10 @@ def test_run_writes_a_finished_record(first_run):
     for split in ("dev", "test"):
         lines = _resolve(root, rec.outputs[f"{split}_predictions"]).read_text().splitlines()
         assert len(lines) == n_test and all(line.strip() for line in lines)
+        # decode health, measured at decode time from the generated ids (prefixtune.health)
+        for key in ("no_eos", "len_ratio", "copy", "empty"):
+            value = rec.metrics[f"{split}/health/{key}"]
+            assert value >= 0.0 and (key == "len_ratio" or value <= 1.0), (split, key, value)
     assert not (_ckpt_group(rec.group) / rec.run_id).exists(), "checkpoints are removed once the run finished"
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from . import tables
-from .claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+from .claims import INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, NOT_TESTABLE_SCALE, REPRODUCED, Interval
 from .paths import REPO_ROOT, results_dir
 from .results import iter_records
 
@@ -41,18 +41,30 @@ def _table_claim(item: dict, root: Path | None, scale: str | None, cache: dict) 
     if name not in cache:
         spec = tables.load_spec(name)
         cache[name] = tables.build_table(spec, tables.spec_records(spec, root),
-                                         tables.load_paper(REPO_ROOT / spec["paper_csv"]), scale)
+                                         tables.load_paper(REPO_ROOT / spec["paper_csv"]), scale, root)
     table = cache[name]
     found = [c for c in table.claims if c.id == cid]
     if not found:
         raise KeyError(f"conf/claims.yaml: claim {cid!r} is not in conf/table/{name}.yaml (claims.items)")
     cl = found[0]
+    ours = _ours(cl.ours)
     d = cl.ours.diff
-    ours = "incomplete" if d is None else f"diff {d.mean:+.2f}" + (f" ± {d.se:.2f} (se)" if d.se is not None else
-                                                               " (one seed)")
     paper = item["paper"] + ("" if cl.paper is None else f"; the rule on the paper's numbers: {cl.paper:+.2f}")
     why = cl.ours.reason + ("" if d is not None else f" (run `make {name}`)")
     return Row(item["id"], item["source"], cl.statement, paper, f"{ours} [{name}]", cl.ours.verdict, why)
+
+
+def _ours(v) -> str:
+    """The measured difference with its interval (t on seeds + paired bootstrap), as the `ours` column shows it."""
+    from .claims import interval
+    d = v.diff
+    if d is None:
+        return "incomplete"
+    if d.se is None:
+        return f"diff {d.mean:+.2f} (one seed somewhere)"
+    lo, hi, _, df = interval(d, Interval.from_conf().level)
+    how = "t + paired bootstrap" if d.boot is not None else "t on seeds only"
+    return f"diff {d.mean:+.2f}, {Interval.from_conf().level:.0%} [{lo:+.2f}, {hi:+.2f}] ({how}, df {df:.1f})"
 
 
 def _stored_claim(item: dict, root: Path | None, scale: str | None) -> Row:
@@ -157,29 +169,51 @@ def _sweep_claim(item: dict, root: Path | None, scale: str | None) -> Row:
 def _gap_claim(item: dict, root: Path | None, scale: str | None) -> Row:
     """"a beats b" on a figure, cell by cell, with the rule of prefixtune.claims.compare: Figure 3 compares the
     prefix and fine-tuning series at each training-set size; Figure 5 compares each initialisation word with
-    random initialisation (`b_x`). The spread of a point is over its runs (seeds, sampled subsets)."""
-    from . import sweeps
+    random initialisation (`b_x`: one shared arm, whose variance enters once), or a group of words with another
+    (`a_xs` vs `b_xs`: the mean of one group minus the mean of the other). The spread of a point is over its runs
+    (seeds, sampled subsets); the paired bootstrap resamples the test sources they share."""
+    from . import bootstrap, health, sweeps
     from .claims import Stat, compare
 
     j = item["judge"]["gap"]
     group = sweeps.FIGURES[j["figure"]][0]
     pts = _figure_points(j["figure"], root, scale)
     stat = {(p["series"], p["x"]): Stat(*p[j["metric"]]) for p in pts if p[j["metric"]][0] is not None}
-    if "b_x" in j:  # every other x of the series against x = b_x
-        pairs = {str(x): (st, stat.get((ser, j["b_x"]))) for (ser, x), st in stat.items()
-                 if ser == j["series"] and x != j["b_x"]}
+    recs = {(p["series"], p["x"]): p["records"] for p in pts}
+    if "a_xs" in j:  # group against group: every (a, b) combination, so the mean is mean(a) - mean(b)
+        keys = [((j["series"], xa), (j["series"], xb)) for xa in j["a_xs"] for xb in j["b_xs"]]
+    elif "b_x" in j:  # every other x of the series against x = b_x
+        keys = [((ser, x), (ser, j["b_x"])) for (ser, x) in stat if ser == j["series"] and x != j["b_x"]]
     else:
         xs = sorted({x for (ser, x) in stat if ser in (j["a"], j["b"])})
-        pairs = {str(x): (stat.get((j["a"], x)), stat.get((j["b"], x))) for x in xs}
+        keys = [((j["a"], x), (j["b"], x)) for x in xs]
+    cell_name = lambda ka, kb: f"{ka[1]} vs {kb[1]}" if "a_xs" in j else str(ka[1])  # noqa: E731
+    arm_label = lambda k: f"{k[0]} at {k[1]}" if "a" in j else f"init {k[1]}"  # noqa: E731
+    pairs = {cell_name(ka, kb): (stat.get(ka), stat.get(kb)) for ka, kb in keys}
     statement = _one_line(item["statement"])
     if not pairs:
         return Row(item["id"], item["source"], statement, item["paper"], "not run", INCONCLUSIVE,
                    f"no {group} records (run `make {j['figure']}`)")
-    v = compare(pairs, float(j["threshold"]))
-    d = v.diff
-    ours = "incomplete" if d is None else f"mean diff {d.mean:+.2f}" + (
-        f" ± {d.se:.2f} (se)" if d.se is not None else " (some points with one run)")
-    return Row(item["id"], item["source"], statement, item["paper"], f"{ours} [{j['figure']}]", v.verdict, v.reason)
+    col = next(c for c in sweeps.FIGURES[j["figure"]][4] if c[0] == j["metric"])
+    metric = col[1].removeprefix("test/")
+    iv = Interval.from_conf()
+
+    def boot():
+        cells = {}
+        for (ka, kb), cell in zip(keys, pairs):
+            ra, rb = recs.get(ka, []), recs.get(kb, [])
+            ds = (ra or rb)[0].config["data"]["name"]
+            factor = col[2] if col[2] is not None else sweeps.E2E_SCALE.get(col[1], 1) if ds == "e2e" else 1
+            cells[cell] = (ra, rb, metric, float(factor), 1.0)
+        try:
+            return bootstrap.paired(cells, iv.resamples, iv.seed, iv.level, root)
+        except (FileNotFoundError, KeyError) as err:  # e.g. records without stored predictions
+            return f"cannot rebuild the test outputs: {type(err).__name__} {err}"
+    arms = dict.fromkeys(k for pair in keys for k in pair)
+    failed = {arm_label(k): health.cell(recs.get(k, []))[1] for k in arms}
+    v = compare(pairs, float(j["threshold"]), iv.level, boot=boot, failed=failed)
+    return Row(item["id"], item["source"], statement, item["paper"], f"{_ours(v)} [{j['figure']}]", v.verdict,
+               v.reason)
 
 
 def _one_line(text: str) -> str:
@@ -207,6 +241,11 @@ def build(spec: dict, root: Path | None = None, scale: str | None = None) -> lis
                             + (f"; {_one_line(judge['note'])}" if judge.get("note") else "")))
         else:
             raise ValueError(f"conf/claims.yaml: claim {item['id']!r} has an unknown judge {sorted(judge)}")
+        why_not = (item.get("not_testable") or {}).get(scale or "cpu")
+        if why_not:  # the scale cannot express the claim's setting: what we measured is shown, not judged
+            r = rows[-1]
+            rows[-1] = dataclasses.replace(r, verdict=NOT_TESTABLE_SCALE, why=f"{_one_line(why_not)} (measured "
+                                           f"anyway, not judged: {r.verdict}: {r.why})")
     return rows
 
 
@@ -215,13 +254,19 @@ def _cell(text: str) -> str:
 
 
 def to_markdown(rows: list[Row], scale: str | None) -> str:
-    counts = {v: sum(r.verdict == v for r in rows) for v in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)}
+    cat = lambda v: NOT_TESTABLE if v.startswith(NOT_TESTABLE + ":") else v  # noqa: E731
+    counts = {v: sum(cat(r.verdict) == v for r in rows)
+              for v in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE, NOT_TESTABLE_SCALE)}
     out = ["# The paper's claims, judged on our records", "",
            f"Generated by `make claims` (`python -m prefixtune.claims_report`) from `results/runs/` and "
            f"`results/bench.json`; claim list: `conf/claims.yaml`, rules: `conf/table/*.yaml`. Scale: "
            f"{scale or 'as recorded'}. **Our measurements at this scale, not the paper's numbers**; the paper's "
            f"evidence is quoted from `reference/paper.md`.", "",
            "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", "",
+           "Every interval is a t interval on the seed means (Welch-Satterthwaite df) widened by a paired bootstrap "
+           "over the test sources (conf/claims.yaml `interval`); a claim whose arm failed to train (decode health, "
+           "conf/health.yaml) is \"not testable\", and one whose setting this scale cannot express is \"not testable "
+           "at this scale\" -- neither is ever counted as reproduced or not reproduced.", "",
            "| # | claim | source | paper's evidence | ours | verdict | why |", "|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows, 1):
         out.append("| " + " | ".join(_cell(x) for x in (str(i), r.statement, r.source, r.paper, r.ours,

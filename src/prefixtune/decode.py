@@ -49,7 +49,10 @@ def clean(tokenizer, ids: Sequence[int], eos_id: int, empty: str) -> str:
     return text if text else empty
 
 
-def decode(method, encoder: Encoder, sources: Sequence[str], dcfg: Any, progress: bool = False) -> list[str]:
+def decode(method, encoder: Encoder, sources: Sequence[str], dcfg: Any, progress: bool = False,
+           eos: list[bool] | None = None) -> list[str]:
+    """Outputs in the order of `sources`; `eos`, when given, is filled with whether each output ended with an
+    end-of-sequence token (False: it ran to max_new_tokens -- prefixtune.health's no-EOS share)."""
     bb = method.backbone
     feats = encoder.prompt_features(sources)
     order = sorted(range(len(feats)), key=lambda i: -len(feats[i]["input_ids"]))
@@ -58,6 +61,7 @@ def decode(method, encoder: Encoder, sources: Sequence[str], dcfg: Any, progress
     kwargs = generation_kwargs(method, dcfg)
     device = next(method.parameters()).device
     outputs: list[str] = [""] * len(feats)
+    ended: list[bool] = [False] * len(feats)
     size = int(dcfg.batch_size)
     chunks = [order[i:i + size] for i in range(0, len(order), size)]
     if progress:
@@ -73,7 +77,11 @@ def decode(method, encoder: Encoder, sources: Sequence[str], dcfg: Any, progress
             gen = method.generate(**batch, **kwargs)
         start = 1 if bb.is_encoder_decoder else batch["input_ids"].shape[1]  # skip decoder start / the prompt
         for row, i in enumerate(chunk):
-            outputs[i] = clean(bb.tokenizer, gen[row, start:].tolist(), bb.eos_id, str(dcfg.empty_output))
+            ids = gen[row, start:].tolist()
+            ended[i] = bb.eos_id in ids
+            outputs[i] = clean(bb.tokenizer, ids, bb.eos_id, str(dcfg.empty_output))
+    if eos is not None:
+        eos[:] = ended
     return outputs
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import paths, provenance
+from . import health, paths, provenance
 from .tables import write_atomic
 from .results import (PRECISION_KEYS, RunRecord, config_diff, config_hash, find_finished, overrides_digest,
                       read_record, record_path, run_id, write_record)
@@ -172,7 +172,12 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
         for split, groups in (("dev", dev_groups), ("test", test_groups)):
             if not groups:
                 continue
-            preds = decode(method, enc, [g.source for _, g in groups], cfg.decode, progress=True)
+            ended: list[bool] = []
+            preds = decode(method, enc, [g.source for _, g in groups], cfg.decode, progress=True, eos=ended)
+            # decode health (prefixtune.health): exact EOS flags from the generated ids
+            metrics.update(health.as_metrics(health.measure(preds, [g.source for _, g in groups],
+                                                            [g.references for _, g in groups], ended,
+                                                            str(cfg.decode.empty_output)), split))
             write_atomic(out_dir / f"{split}.txt", "".join(p.replace("\n", " ") + "\n" for p in preds))
             rec.outputs[f"{split}_predictions"] = _rel(out_dir / f"{split}.txt", root)
             scored[split] = (preds, groups)

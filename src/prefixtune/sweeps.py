@@ -80,7 +80,7 @@ def points(records: list[RunRecord], name: str, scale: str, group: str | None = 
         why = left_out_reasons([r for r in stale if point(r) == (series, x)], recs, point, REPEAT_KEYS)
         p = {"series": series, "dataset": ds, "x": x, "n": len(recs),
              "seeds": sorted(r.config.get("seed") for r in recs), "run_ids": sorted(r.run_id for r in recs),
-             "left_out": sorted(why), "left_out_why": why}
+             "left_out": sorted(why), "left_out_why": why, "records": recs}
         for col, mkey, factor, _, _ in metrics:
             f = factor if factor is not None else (E2E_SCALE.get(mkey, 1) if ds == "e2e" else 1)
             vals = [r.metrics.get(mkey) * f for r in recs if r.metrics.get(mkey) is not None]

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from prefixtune.claims import Claim, Stat, judge_claims
+from prefixtune import bootstrap, health
+from prefixtune.claims import Claim, Interval, Stat, judge_claims
 from prefixtune.paths import REPO_ROOT, results_dir
 from prefixtune.results import RunRecord, iter_records, left_out_lines, left_out_reasons, newest_config
 
@@ -42,6 +43,8 @@ class Line:
     stored_pct: Stat | None
     paper_stored_pct: float | None
     cells: list[Cell]
+    health: str = ""        # decode health of the row's runs (prefixtune.health.cell)
+    failed: list[str] = dataclasses.field(default_factory=list)   # its failed runs, with why
 
 
 @dataclasses.dataclass
@@ -132,8 +135,10 @@ def _deviations(spec: dict, scale: str, recs: list[RunRecord], order: list[tuple
     return out
 
 
-def build_table(spec: dict, records: Iterable[RunRecord], paper: dict, scale: str | None = None) -> Table:
-    """Table of `spec` from finished records of `spec['group']` at `scale` (inferred if only one is there)."""
+def build_table(spec: dict, records: Iterable[RunRecord], paper: dict, scale: str | None = None,
+                root: Path | None = None) -> Table:
+    """Table of `spec` from finished records of `spec['group']` at `scale` (inferred if only one is there);
+    `root`: the results folder their predictions are found from (the claims' paired bootstrap)."""
     recs = [r for r in records if r.status == "finished" and r.group in groups(spec)]
     scales = sorted({r.config["scale"]["name"] for r in recs})
     if scale is None and len(scales) > 1:
@@ -163,7 +168,8 @@ def build_table(spec: dict, records: Iterable[RunRecord], paper: dict, scale: st
             lines.append(Line(row["id"], row["label"], len(got),
                               Stat.of([r.params.get("trainable_pct") for r in got], ddof),
                               Stat.of([r.params.get("stored_pct") for r in got], ddof),
-                              paper.get((row["paper_row"], "all", "stored_pct"), (None, None))[0], cells))
+                              paper.get((row["paper_row"], "all", "stored_pct"), (None, None))[0], cells,
+                              *health.cell(got)))
         by_ds[ds["id"]] = lines
     deviations = _deviations(spec, scale, recs, order) + (
         [f"{len(variants)} record(s) with extra command-line overrides were left out"] if variants else []) + (
@@ -173,7 +179,8 @@ def build_table(spec: dict, records: Iterable[RunRecord], paper: dict, scale: st
     labels = "; ".join(dict.fromkeys(r.config["scale"].get("label", scale) for r in recs)) or scale
     ctx = {"models": models, "scale": scale, "runs": len(recs), "spec": spec, "labels": labels}
     heading = [_fill(h, ctx) for h in spec["heading"]]
-    return Table(spec, heading, by_ds, deviations, _claims(spec, by_ds, paper), compute_lines(recs))
+    runs = {k: [r for r in recs if _key(r) == k] for k in order}
+    return Table(spec, heading, by_ds, deviations, _claims(spec, by_ds, paper, runs, root), compute_lines(recs))
 
 
 def compute_lines(recs: list[RunRecord]) -> list[str]:
@@ -193,21 +200,43 @@ def compute_lines(recs: list[RunRecord]) -> list[str]:
             "Each run's own timing, peak memory and provenance are in its record (results/runs/)."]
 
 
-def _claims(spec: dict, lines: dict[str, list[Line]], paper: dict) -> list[Claim]:
+def _claims(spec: dict, lines: dict[str, list[Line]], paper: dict, runs: dict | None = None,
+            root: Path | None = None) -> list[Claim]:
     ours = {(ds["id"], ln.row, c["metric"]): cell.ours
             for ds in spec["datasets"] for ln in lines[ds["id"]] for c, cell in zip(ds["columns"], ln.cells)}
     paper_row = {row["id"]: row["paper_row"] for row in spec["rows"]}
-    better = {(d["id"], c["metric"]): c["better"] == "higher"
-              for d in spec["datasets"] for c in d["columns"]}
+    label = {row["id"]: row["label"] for row in spec["rows"]}
+    col = {(d["id"], c["metric"]): c for d in spec["datasets"] for c in d["columns"]}
+    failed_of = {(ds, ln.row): ln.failed for ds, lns in lines.items() for ln in lns}
+    runs = runs or {}
 
     def on_paper(v1: bool):  # a paper value as a one-seed Stat; v1 falls back to ACL where they agree
         vals = {(ds, row, m): alt if v1 and alt is not None else acl
                 for (row, ds, m), (acl, alt) in paper.items()}
         return lambda ds, row, m: (Stat(vals[ds, paper_row[row], m], None, 1)
                                    if (ds, paper_row[row], m) in vals else None)
+
+    iv = Interval.from_conf()
+
+    def boot(item, hib: bool):
+        """The claim's paired bootstrap over the test sources of its cells, or why there is none."""
+        cells = {}
+        for ds, m in item["cells"].items():
+            a, b = runs.get((ds, item["a"]), []), runs.get((ds, item["b"]), [])
+            cells[ds] = (a, b, m, float(col[(ds, m)]["scale"]), 1.0 if hib else -1.0)
+        try:
+            return bootstrap.paired(cells, iv.resamples, iv.seed, iv.level, root)
+        except (FileNotFoundError, KeyError) as err:  # e.g. records without stored predictions
+            return f"cannot rebuild the test outputs: {type(err).__name__} {err}"
+
+    def failed(item) -> dict[str, list[str]]:
+        return {label[arm]: [f"{ds} {w}" for ds in item["cells"] for w in failed_of.get((ds, arm), [])]
+                for arm in (item["a"], item["b"])}
+
     cl = spec.get("claims", {})
+    better = {k: c["better"] == "higher" for k, c in col.items()}
     return judge_claims(cl.get("items", []), lambda *key: ours.get(key), on_paper(False), on_paper(True),
-                        k=float(cl.get("k", 2.0)), higher_is_better=lambda ds, m: better[(ds, m)])
+                        level=iv.level, higher_is_better=lambda ds, m: better[(ds, m)], boot=boot, failed=failed)
 
 
 def _num(x: float | None, digits: int) -> str:  # fixed decimals, as the paper prints them
@@ -236,12 +265,12 @@ def _grid(table: Table, ds: dict) -> list[list[str]]:
     """Header + two lines per row (ours, paper): shared by the markdown and LaTeX renderers."""
     cols, spec = ds["columns"], table.spec
     grid = [["Method", "", "n", "train %", "stored %"]
-            + [f"{c['label']} {'↑' if c['better'] == 'higher' else '↓'}" for c in cols]]
+            + [f"{c['label']} {'↑' if c['better'] == 'higher' else '↓'}" for c in cols] + ["decode health"]]
     for ln in table.lines[ds["id"]]:
         grid.append([ln.label, "ours", str(ln.n), _pct(ln.trainable_pct), _pct(ln.stored_pct)]
-                    + [ours_text(c, col, ln.n, spec) for c, col in zip(ln.cells, cols)])
+                    + [ours_text(c, col, ln.n, spec) for c, col in zip(ln.cells, cols)] + [ln.health])
         grid.append([ln.label, spec["paper_label"], "", "", _pct(ln.paper_stored_pct)]
-                    + [paper_text(c, col) for c, col in zip(ln.cells, cols)])
+                    + [paper_text(c, col) for c, col in zip(ln.cells, cols)] + [""])
     return grid
 
 
@@ -259,7 +288,7 @@ def to_markdown(table: Table) -> str:
     for ds in table.spec["datasets"]:
         grid = _grid(table, ds)
         out += [f"## {ds['label']}", "", "| " + " | ".join(grid[0]) + " |",
-                "|" + "|".join(["---", "---"] + ["--:"] * (len(grid[0]) - 2)) + "|"]
+                "|" + "|".join(["---", "---"] + ["--:"] * (len(grid[0]) - 3) + ["---"]) + "|"]
         out += ["| " + " | ".join(r) + " |" for r in grid[1:]] + [""]
     out += ["## Deviations from the paper", ""] + [f"- {d}" for d in table.deviations] + [""]
     out += ["## The paper's claims, judged on our numbers", ""] + [f"{c}\n" for c in _claim_lines(table)]
@@ -271,7 +300,7 @@ def to_csv(table: Table) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["dataset", "row", "label", "metric", "n", "mean", "std", "status", "paper_acl", "paper_v1",
-                "trainable_pct", "stored_pct"])
+                "trainable_pct", "stored_pct", "decode_health"])
     g = lambda x: "" if x is None else f"{x:.6g}"  # noqa: E731 - unrounded enough to recompute the table
     for ds in table.spec["datasets"]:
         for ln in table.lines[ds["id"]]:
@@ -279,12 +308,12 @@ def to_csv(table: Table) -> str:
                 w.writerow([ds["id"], ln.row, ln.label, col["metric"], c.ours.n if c.ours else 0,
                             g(c.ours and c.ours.mean), g(c.ours and c.ours.std), c.status, g(c.paper),
                             g(c.paper_v1), g(ln.trainable_pct and ln.trainable_pct.mean),
-                            g(ln.stored_pct and ln.stored_pct.mean)])
+                            g(ln.stored_pct and ln.stored_pct.mean), ln.health])
     return buf.getvalue()
 
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-        "}": r"\}", "±": r"$\pm$", "—": "---", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "≫": r"$\gg$"}
+        "}": r"\}", "±": r"$\pm$", "≤": r"$\leq$", "—": "---", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "≫": r"$\gg$"}
 
 
 def _tex(text: str) -> str:  # markdown bold/code -> LaTeX, after escaping
@@ -298,7 +327,7 @@ def to_latex(table: Table) -> str:
     for ds in table.spec["datasets"]:
         grid = _grid(table, ds)
         out += [r"\begin{table}[ht]\centering\small", r"\resizebox{\textwidth}{!}{%",
-                r"\begin{tabular}{ll" + "r" * (len(grid[0]) - 2) + "}", r"\toprule",
+                r"\begin{tabular}{ll" + "r" * (len(grid[0]) - 3) + "l}", r"\toprule",
                 " & ".join(_tex(x) for x in grid[0]) + r" \\", r"\midrule"]
         for i, r in enumerate(grid[1:]):  # a rule after each (ours, paper) pair
             rule = r" \midrule" if i % 2 and i < len(grid) - 2 else ""
@@ -359,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = load_spec(args.name)
     paper = load_paper(args.paper or REPO_ROOT / spec["paper_csv"])
-    table = build_table(spec, spec_records(spec, args.root), paper, args.scale)
+    table = build_table(spec, spec_records(spec, args.root), paper, args.scale, args.root)
     out = args.out or args.root or results_dir()
     for ext, render in (("md", to_markdown), ("csv", to_csv), ("tex", to_latex)):
         print(write_atomic(out / f"{spec['name']}.{ext}", render(table)))

@@ -113,21 +113,20 @@ class MtevalReferences:
             raise ValueError(f"{len(hyps)} hypotheses but {len(self.refs)} reference sets")
         return [self._tok(h) for h in hyps]
 
-    def bleu(self, hyps: Sequence[str], max_n: int = 4) -> float:
-        matches = [0] * max_n
-        totals = [0] * max_n
-        ref_len = 0
+    def bleu_stats(self, hyps: Sequence[str], max_n: int = 4) -> list[list[float]]:
+        """Per segment: matches_1..n, totals_1..n, closest reference length. BLEU is a function of their sums
+        (:func:`bleu_from_stats`), so a bootstrap over segments resamples these rows (prefixtune.bootstrap)."""
+        rows = []
         for hyp, ref_max, lens in zip(self._hyps(hyps), self.max_counts, self.ref_lens):
-            for n in range(1, max_n + 1):
-                best = ref_max[n - 1]
-                matches[n - 1] += sum(min(c, best.get(g, 0)) for g, c in _ngram_counts(hyp, n).items())
-                totals[n - 1] += len(hyp) - (n - 1)
-            ref_len += min(lens, key=lambda length: (abs(length - len(hyp)), length))
-        bp = 1.0
-        if totals[0] <= ref_len:
-            bp = math.exp(1.0 - ref_len / (float(totals[0]) if totals[0] else 1e-5))
-        log_prec = sum(math.log(max(m, _TINY) / max(t, _SMALL)) for m, t in zip(matches, totals))
-        return bp * math.exp(log_prec / max_n)
+            matches = [sum(min(c, ref_max[n - 1].get(g, 0)) for g, c in _ngram_counts(hyp, n).items())
+                       for n in range(1, max_n + 1)]
+            totals = [len(hyp) - (n - 1) for n in range(1, max_n + 1)]
+            rows.append(matches + totals + [min(lens, key=lambda length: (abs(length - len(hyp)), length))])
+        return rows
+
+    def bleu(self, hyps: Sequence[str], max_n: int = 4) -> float:
+        rows = self.bleu_stats(hyps, max_n)
+        return bleu_from_stats([sum(col) for col in zip(*rows)] if rows else [0] * (2 * max_n + 1), max_n)
 
     def nist(self, hyps: Sequence[str]) -> float:
         max_n = self.max_n
@@ -151,6 +150,16 @@ class MtevalReferences:
         else:
             penalty = math.exp(-NIST_BETA * math.log(ratio) ** 2)
         return penalty * score
+
+
+def bleu_from_stats(sums: Sequence[float], max_n: int = 4) -> float:
+    """mteval-v13a BLEU (a fraction) from summed :meth:`MtevalReferences.bleu_stats` rows."""
+    matches, totals, ref_len = sums[:max_n], sums[max_n:2 * max_n], sums[2 * max_n]
+    bp = 1.0
+    if totals[0] <= ref_len:
+        bp = math.exp(1.0 - ref_len / (float(totals[0]) if totals[0] else 1e-5))
+    log_prec = sum(math.log(max(m, _TINY) / max(t, _SMALL)) for m, t in zip(matches, totals))
+    return bp * math.exp(log_prec / max_n)
 
 
 def corpus_bleu(hyps: Sequence[str], refs: Sequence[Sequence[str]], case_sensitive: bool = False) -> float:

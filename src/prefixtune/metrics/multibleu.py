@@ -55,15 +55,14 @@ def _ngrams(tokens: Sequence[str], n: int) -> Counter:
     return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
 
 
-def multi_bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]], lowercase: bool = False,
-               max_n: int = 4) -> MultiBleu:
-    """`multi-bleu.perl [-lc] ref0 ref1 ... < hyp`, with `references[i]` = line i of every reference file."""
+def multi_bleu_stats(hypotheses: Sequence[str], references: Sequence[Sequence[str]], lowercase: bool = False,
+                     max_n: int = 4) -> list[list[int]]:
+    """Per segment: correct_1..n, total_1..n, hypothesis length, closest reference length. The script's BLEU
+    is a function of their sums (:func:`bleu_from_stats`), so a bootstrap over segments resamples these rows."""
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} reference sets")
     prep = (lambda s: perl_split(s.translate(_ASCII_LOWER))) if lowercase else perl_split
-    correct = [0] * max_n
-    total = [0] * max_n
-    hyp_len = ref_len = 0
+    rows = []
     for hyp, refs in zip(hypotheses, references):
         words = prep(hyp)
         closest_diff = closest_len = 9999  # the script's initial values (kept if a segment has no reference)
@@ -77,12 +76,19 @@ def multi_bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]], l
                 for gram, cnt in _ngrams(rw, n).items():
                     if cnt > ref_max[n][gram]:
                         ref_max[n][gram] = cnt
-        hyp_len += len(words)
-        ref_len += closest_len
+        correct, total = [0] * max_n, [0] * max_n
         for n in range(1, max_n + 1):
             for gram, cnt in _ngrams(words, n).items():
                 total[n - 1] += cnt
                 correct[n - 1] += min(cnt, ref_max[n].get(gram, 0))
+        rows.append(correct + total + [len(words), closest_len])
+    return rows
+
+
+def bleu_from_stats(sums: Sequence[float], max_n: int = 4) -> MultiBleu:
+    """The script's BLEU from summed :func:`multi_bleu_stats` rows."""
+    correct, total = sums[:max_n], sums[max_n:2 * max_n]
+    hyp_len, ref_len = sums[2 * max_n], sums[2 * max_n + 1]
     precisions = tuple(c / t if t else 0.0 for c, t in zip(correct, total))
     if hyp_len < ref_len:
         bp = math.exp(1 - ref_len / hyp_len) if hyp_len else 0.0
@@ -92,4 +98,11 @@ def multi_bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]], l
         score = 0.0
     else:
         score = 100 * bp * math.exp(sum(math.log(p) for p in precisions) / max_n)
-    return MultiBleu(score, tuple(100 * p for p in precisions), bp, hyp_len, ref_len)
+    return MultiBleu(score, tuple(100 * p for p in precisions), bp, int(hyp_len), int(ref_len))
+
+
+def multi_bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]], lowercase: bool = False,
+               max_n: int = 4) -> MultiBleu:
+    """`multi-bleu.perl [-lc] ref0 ref1 ... < hyp`, with `references[i]` = line i of every reference file."""
+    rows = multi_bleu_stats(hypotheses, references, lowercase, max_n)
+    return bleu_from_stats([sum(col) for col in zip(*rows)] if rows else [0] * (2 * max_n + 2), max_n)
