@@ -50,9 +50,10 @@ def clean(tokenizer, ids: Sequence[int], eos_id: int, empty: str) -> str:
 
 
 def decode(method, encoder: Encoder, sources: Sequence[str], dcfg: Any, progress: bool = False,
-           eos: list[bool] | None = None) -> list[str]:
+           eos: list[bool] | None = None, engine: str = "pruned") -> list[str]:
     """Outputs in the order of `sources`; `eos`, when given, is filled with whether each output ended with an
-    end-of-sequence token (False: it ran to max_new_tokens -- prefixtune.health's no-EOS share)."""
+    end-of-sequence token (False: it ran to max_new_tokens -- prefixtune.health's no-EOS share). `engine`:
+    "pruned" (prefixtune.beam, finished sources leave the batch) or "hf" (`generate`; the same outputs, slower)."""
     bb = method.backbone
     feats = encoder.prompt_features(sources)
     order = sorted(range(len(feats)), key=lambda i: -len(feats[i]["input_ids"]))
@@ -74,7 +75,7 @@ def decode(method, encoder: Encoder, sources: Sequence[str], dcfg: Any, progress
     for chunk in chunks:
         batch = {k: v.to(device) for k, v in collate([feats[i] for i in chunk]).items()}
         with bf16:
-            gen = method.generate(**batch, **kwargs)
+            gen = method.generate(engine=engine, **batch, **kwargs)
         start = 1 if bb.is_encoder_decoder else batch["input_ids"].shape[1]  # skip decoder start / the prompt
         for row, i in enumerate(chunk):
             ids = gen[row, start:].tolist()
@@ -85,11 +86,12 @@ def decode(method, encoder: Encoder, sources: Sequence[str], dcfg: Any, progress
     return outputs
 
 
-def decode_one_at_a_time(method, encoder: Encoder, sources: Sequence[str], dcfg: Any) -> list[str]:
+def decode_one_at_a_time(method, encoder: Encoder, sources: Sequence[str], dcfg: Any,
+                         engine: str = "pruned") -> list[str]:
     """Reference path (the original code decoded one source at a time); used by tests and `make bench`."""
     single = dict(dcfg)
     single["batch_size"] = 1
-    return decode(method, encoder, sources, _Cfg(single))
+    return decode(method, encoder, sources, _Cfg(single), engine=engine)
 
 
 class _Cfg(dict):

@@ -212,12 +212,22 @@ class Method(nn.Module):
         return nll.sum() / keep.sum().clamp(min=1)
 
     @torch.no_grad()
-    def generate(self, **kwargs: Any) -> torch.Tensor:
+    def generate(self, engine: str = "pruned", **kwargs: Any) -> torch.Tensor:
+        """Beam search over the method's model. engine="pruned" (prefixtune.beam: finished sources leave the batch,
+        the same outputs) where it supports the settings and the method adds no per-row batch keys (infix
+        positions); engine="hf" is `transformers`' own `generate`, the reference path."""
+        from .. import beam
+
         kwargs, extras = self._split(kwargs)
+        if engine not in ("pruned", "hf"):
+            raise ValueError(f"generate(engine={engine!r}): expected 'pruned' or 'hf'")
+        pruned = engine == "pruned" and not extras and beam.supports(self.model, kwargs)
         was_training = self.training
         self.eval()
         try:
             self.prepare(extras)
+            if pruned:
+                return beam.beam_search(self.model, **kwargs)
             return self.model.generate(**kwargs)
         finally:
             self.release()
