@@ -9,18 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from test_decode import SOURCES, _perturb, _setup
-
-
-def _eos_bias(method, eos_id: int, amount: float):
-    head = method.model.get_output_embeddings()
-
-    def hook(module, args, out):
-        out = out.clone()
-        out[..., eos_id] += amount
-        return out
-
-    return head.register_forward_hook(hook)
+from test_decode import SOURCES, _boost, _perturb, _setup
 
 
 def _generate(method, enc, cfg, engine: str) -> torch.Tensor:
@@ -41,7 +30,7 @@ def test_pruned_equals_generate(model, method_name, bias, min_new):
                                  "decode.max_new_tokens=12")
     if method_name != "finetune":
         _perturb(method)
-    handle = _eos_bias(method, method.backbone.eos_id, bias)
+    handle = _boost(method, [method.backbone.eos_id], bias)
     try:
         pruned, hf = _generate(method, enc, cfg, "pruned"), _generate(method, enc, cfg, "hf")
     finally:

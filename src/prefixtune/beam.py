@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-UNSUPPORTED = ("do_sample", "num_return_sequences", "num_beam_groups", "constraints", "force_words_ids")
+UNSUPPORTED = ("num_beam_groups", "constraints", "force_words_ids")  # generate options this loop does not have
 
 
 def supports(model, kwargs: dict[str, Any]) -> bool:
@@ -34,7 +34,7 @@ def supports(model, kwargs: dict[str, Any]) -> bool:
         return False
     if kwargs.get("do_sample") or int(kwargs.get("num_return_sequences", 1)) != 1:
         return False
-    return not any(kwargs.get(k) for k in UNSUPPORTED[2:])
+    return not any(kwargs.get(k) for k in UNSUPPORTED)
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
@@ -45,36 +45,33 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
     """(B, P + n) token ids for left-padded prompts (B, P): what `model.generate(input_ids, attention_mask,
-    **kwargs)` returns for the same settings (rows padded with `pad_token_id` after their end)."""
-    gm = model  # GenerationMixin: HF's generation config, processors and beam helpers
-    gc, _ = gm._prepare_generation_config(None, **kwargs)
-    gm._prepare_special_tokens(gc, True, device=input_ids.device)
+    **kwargs)` returns for the same settings (rows padded with `pad_token_id` after their end). `model` is a
+    GenerationMixin: its generation config, logits processors and beam helpers do the bookkeeping."""
+    gc, _ = model._prepare_generation_config(None, **kwargs)
+    model._prepare_special_tokens(gc, True, device=input_ids.device)
     batch, prompt_len = input_ids.shape
     k = int(gc.num_beams)
     max_length = prompt_len + int(gc.max_new_tokens) if gc.max_new_tokens is not None else int(gc.max_length)
-    processors = gm._get_logits_processor(generation_config=gc, input_ids_seq_length=prompt_len,
-                                          encoder_input_ids=input_ids, device=input_ids.device, model_kwargs={})
+    processors = model._get_logits_processor(generation_config=gc, input_ids_seq_length=prompt_len,
+                                             encoder_input_ids=input_ids, device=input_ids.device, model_kwargs={})
     eos = gc._eos_token_tensor
-    n_eos = eos.shape[0] if eos is not None else 0
-    keep = max(2, 1 + n_eos) * k
+    keep = max(2, 1 + (eos.shape[0] if eos is not None else 0)) * k
     top_k_mask = torch.cat([torch.ones(k, dtype=torch.bool), torch.zeros(keep - k, dtype=torch.bool)])
-    fill = gc._pad_token_tensor if gc._pad_token_tensor is not None else (eos[0] if eos is not None else -1)
-    fill = int(fill)
+    fill = int(gc._pad_token_tensor if gc._pad_token_tensor is not None else (eos[0] if eos is not None else -1))
     length_penalty, early_stopping = float(gc.length_penalty), gc.early_stopping
 
     # prefill once per source; the beams of a source start from the same prompt
     mask = attention_mask.to(torch.long)
     positions = _positions(mask)
-    cache = DynamicCache(config=model.config)
-    step_kwargs = {"logits_to_keep": 1} if gm._supports_logits_to_keep() else {}
-    out = model(input_ids=input_ids, attention_mask=None if bool(mask.all()) else mask, position_ids=positions,
-                past_key_values=cache, use_cache=True, return_dict=True, **step_kwargs)
+    all_ones = bool(mask.all())  # HF drops an all-ones mask once, before the loop, and then passes none
+    out = model(input_ids=input_ids, attention_mask=None if all_ones else mask, position_ids=positions,
+                past_key_values=DynamicCache(config=model.config), use_cache=True, return_dict=True,
+                **({"logits_to_keep": 1} if model._supports_logits_to_keep() else {}))
     cache = out.past_key_values
     cache.batch_repeat_interleave(k)
     logits = out.logits[:, -1, :].to(dtype=torch.float32).repeat_interleave(k, dim=0)
     del out
     mask, positions = mask.repeat_interleave(k, dim=0), positions.repeat_interleave(k, dim=0)
-    all_ones = bool(attention_mask.all())  # HF drops an all-ones mask once, before the loop
 
     n_steps = max_length - prompt_len
     alive = torch.arange(batch)  # original source index of each row group still in the batch
@@ -91,47 +88,36 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, **
     result = torch.full((batch, max_length), fill, dtype=torch.long)
     result_len = torch.zeros(batch, dtype=torch.long)
     cur = prompt_len
-    first = True
     while True:
-        if not first:
-            flat = running[:, :, cur - 1].reshape(-1, 1)
-            positions = positions[:, -1:] + 1
-            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)
-            out = model(input_ids=flat, attention_mask=None if all_ones else mask, position_ids=positions,
-                        past_key_values=cache, use_cache=True, return_dict=True)
-            cache = out.past_key_values
-            logits = out.logits[:, -1, :].to(copy=True, dtype=torch.float32)
-            del out
-        first = False
         a = alive.shape[0]
         log_probs = torch.nn.functional.log_softmax(logits, dim=-1)
         log_probs = processors(running[:, :, :cur].reshape(a * k, cur), log_probs)
         log_probs = (log_probs.view(a, k, -1) + running_scores[:, :, None]).reshape(a, -1)
-        top_lp, top_seq, top_idx = gm._get_top_k_continuations(
+        top_lp, top_seq, top_idx = model._get_top_k_continuations(
             accumulated_log_probs=log_probs, running_sequences=running, running_beam_indices=running_idx,
             cur_len=cur, decoder_prompt_len=prompt_len, do_sample=False, beams_to_keep=keep, num_beams=k,
             batch_size=a)
+        # HF's stopping criteria: the new token is an end-of-sequence token, or the sequence is at max_length
         last = top_seq[:, :, cur]
         hits = torch.isin(last, eos) if eos is not None else torch.zeros_like(last, dtype=torch.bool)
         if cur + 1 >= max_length:
             hits = torch.ones_like(hits)
-        running, running_scores, running_idx = gm._get_running_beams_for_next_iteration(
+        running, running_scores, running_idx = model._get_running_beams_for_next_iteration(
             topk_log_probs=top_lp, topk_running_sequences=top_seq, topk_running_beam_indices=top_idx,
             next_token_hits_stopping_criteria=hits, num_beams=k)
-        done_seq, done_scores, done_idx, finished = gm._update_finished_beams(
+        done_seq, done_scores, done_idx, finished = model._update_finished_beams(
             sequences=done_seq, topk_running_sequences=top_seq, beam_scores=done_scores, topk_log_probs=top_lp,
             beam_indices=done_idx, topk_running_beam_indices=top_idx, is_early_stop_heuristic_unsatisfied=unsatisfied,
             is_sent_finished=finished, next_token_hits_stopping_criteria=hits, top_num_beam_mask=top_k_mask,
             num_beams=k, cur_len=cur, decoder_prompt_len=prompt_len, length_penalty=length_penalty,
             early_stopping=early_stopping)
-        beam_idx = running_idx[..., cur - prompt_len].reshape(-1).long()  # rows of the flat (a*k) batch
+        beam_idx = running_idx[..., cur - prompt_len].long()  # (a, k): rows of the flat (a*k) batch to continue
         cur += 1
-        unsatisfied = gm._check_early_stop_heuristic(
+        unsatisfied = model._check_early_stop_heuristic(
             is_early_stop_heuristic_unsatisfied=unsatisfied, running_beam_scores=running_scores,
             beam_scores=done_scores, is_sent_finished=finished, cur_len=cur, max_length=max_length,
             decoder_prompt_len=prompt_len, early_stopping=early_stopping, length_penalty=length_penalty)
-        go_on = gm._beam_search_has_unfinished_sequences(unsatisfied, finished, hits, early_stopping)
-        if not bool(go_on):
+        if not bool(model._beam_search_has_unfinished_sequences(unsatisfied, finished, hits, early_stopping)):
             stop = torch.ones(a, dtype=torch.bool)
         else:
             # a source is over once its heuristic is satisfied (or, with early_stopping=True, all its beams
@@ -139,21 +125,25 @@ def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, **
             stop = ~unsatisfied[:, 0]
             if early_stopping is True:
                 stop |= finished.all(dim=1)
-        if bool(stop.any()):
-            gone = stop.nonzero()[:, 0]
-            best_len = ((done_idx[gone, 0] + 1).bool()).sum(dim=1)  # generated tokens of the best hypothesis
-            result[alive[gone]] = done_seq[gone, 0]
-            result_len[alive[gone]] = best_len
+        gone = stop.nonzero()[:, 0]
+        result[alive[gone]] = done_seq[gone, 0]
+        result_len[alive[gone]] = ((done_idx[gone, 0] + 1).bool()).sum(dim=1)  # tokens of the best hypothesis
         if bool(stop.all()):
             break
         stay = (~stop).nonzero()[:, 0]
-        rows = (beam_idx.view(a, k)[stay]).reshape(-1) if bool(stop.any()) else beam_idx
-        # beam_idx holds flat indices (source * k + beam) into the current batch; reorder and drop in one go
+        rows = beam_idx[stay].reshape(-1)  # reorder the beams and drop the finished sources in one go
         cache.batch_select_indices(rows)
         mask, positions = mask[rows], positions[rows]
-        if bool(stop.any()):
-            alive, running, running_scores, running_idx = alive[stay], running[stay], running_scores[stay], running_idx[stay]
-            done_seq, done_scores, done_idx = done_seq[stay], done_scores[stay], done_idx[stay]
-            finished, unsatisfied = finished[stay], unsatisfied[stay]
+        alive, running, running_scores, running_idx = alive[stay], running[stay], running_scores[stay], running_idx[stay]
+        done_seq, done_scores, done_idx = done_seq[stay], done_scores[stay], done_idx[stay]
+        finished, unsatisfied = finished[stay], unsatisfied[stay]
+        # the next token of every continuing beam
+        positions = positions[:, -1:] + 1
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)
+        out = model(input_ids=running[:, :, cur - 1].reshape(-1, 1), attention_mask=None if all_ones else mask,
+                    position_ids=positions, past_key_values=cache, use_cache=True, return_dict=True)
+        cache = out.past_key_values
+        logits = out.logits[:, -1, :].to(copy=True, dtype=torch.float32)
+        del out
     # HF crops every row to the longest best hypothesis of the batch (the rest is filled with `fill`)
     return result[:, : prompt_len + int(result_len.max())]
