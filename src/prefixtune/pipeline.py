@@ -154,6 +154,7 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
         cpu0 = provenance.cpu_snapshot()
         summary = fit(method, train_f, dev_f, cfg, ckpt, report_to)
         rec.timing["train_s"] = summary.pop("train_s")
+        rec.timing["train_speed"] = summary.pop("speed")  # prefixtune.speed settings applied (throughput only)
         cpu1 = provenance.cpu_snapshot()
         rec.notes += [f"model: {cfg.model.label}" + (" with bf16 autocast" if cfg.trainer.bf16 else ""),
                       _training_note(cfg, summary["global_step"], len(train), len(dev), sizes["train"]),

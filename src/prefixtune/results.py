@@ -42,6 +42,8 @@ VOLATILE_KEYS = (
     "isolate",                            # one child process per cell or in-process: same computation
     "num_workers", "*.num_workers",       # data-loader processes: throughput only
     "*log_every*", "*progress_bar*",      # logging cadence and display
+    "trainer.speed", "*.trainer.speed",   # throughput settings (prefixtune.speed): numbers change by float rounding
+                                          # at most (tests/test_speed.py), like the thread count
 )
 
 # Names used as file/folder names: no separators, no leading dot, no `.tmp` (marks unfinished writes).

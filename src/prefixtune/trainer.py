@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from . import speed
 from .data.collate import Collator
 
 log = logging.getLogger(__name__)
@@ -117,8 +118,9 @@ def fit(method, train_feats, dev_feats, cfg: Any, ckpt_dir: Path, report_to: lis
     if last:
         log.info("resuming from %s", last)
     start = time.time()
-    result = trainer.train(resume_from_checkpoint=last)
-    summary = {"train_s": time.time() - start, "global_step": int(result.global_step),
+    with speed.training(method, cfg.trainer) as applied:
+        result = trainer.train(resume_from_checkpoint=last)
+    summary = {"train_s": time.time() - start, "global_step": int(result.global_step), "speed": applied,
                "train_loss": whole_run_loss(trainer.state.log_history, int(result.global_step), last,
                                             float(result.training_loss)),
                "final_loss": final_loss(trainer.state.log_history),
