@@ -12,7 +12,8 @@ pytestmark = pytest.mark.integration  # real E2E data (make setup)
 
 TINY = ["models=[tiny_gpt2,tiny_llama]", "decode.model=tiny_gpt2", "decode.sources=4", "decode.max_new_tokens=6",
         "batch_size=4", "timed_steps=2", "memory_steps=1", "memory_methods=[prefix,finetune]",
-        "matmul.size=256", "matmul.repeats=2"]
+        "matmul.size=256", "matmul.repeats=2", "train_path.models=[tiny_llama]", "train_path.timed_steps=2",
+        "train_path.warmup_steps=1", "train_path.variants.compile=null", "decode.train_steps=3", "decode.train_lr=1e-2"]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_report_has_every_section(report):
         assert set(rep[model]["train"]) >= {"prefix", "peft_prefix", "finetune", "adapter", "lora", "prefix_vs_peft"}
         assert rep[model]["memory"]["finetune"]["peak_mb"] > 0
     assert {"fp32", "bf16", "speedup"} <= set(rep["tiny_gpt2"]["bf16"]["prefix"])
-    assert rep["matmul"]["fp32_gflops"] > 0 and len(rep["targets"]) == 5
+    assert rep["matmul"]["fp32_gflops"] > 0 and len(rep["targets"]) == 7
     assert "## Targets" in md and "## Decoding" in md
     assert 0 <= rep["decode"]["bf16_same_outputs"] <= rep["decode"]["sources"] and "bf16 autocast" in md
 
@@ -94,3 +95,25 @@ def test_head_tokens_of_each_path(report):
     assert tr["peft_prefix"]["head_tokens"] == tr["peft_prefix"]["padded_tokens"]
     assert 0 < tr["prefix"]["head_tokens"] < tr["prefix"]["padded_tokens"]
     assert rep["tiny_llama"]["body_params"] + rep["tiny_llama"]["head_params"] <= rep["tiny_llama"]["n_params"]
+
+
+def test_training_path_variants_follow_the_stock_losses(report):
+    """Every speed variant starts from the same seed and batch: its first losses match the stock path's within
+    bf16 rounding, the stock path is run twice (drift), and the profile covers the step's ops."""
+    rep, md = report
+    path = rep["tiny_llama"]["train_path"]
+    assert set(path) == {"stock", "math_sdpa", "frozen_bf16", "mallopt", "stock (again)"}
+    assert path["stock (again)"]["losses"] == path["stock"]["losses"]  # same process setup: bitwise the same
+    assert all(r["first_losses_max_rel_diff"] < 0.02 for r in path.values()), {k: r["first_losses_max_rel_diff"]
+                                                                              for k, r in path.items()}
+    assert path["mallopt"]["applied"]["frozen_bf16_linears"] > 0 and path["stock"]["applied"]["frozen_bf16_linears"] == 0
+    prof = path["mallopt"]["profile"]["ms_per_step"]
+    assert prof["matmuls"] > 0 and prof["attention"] > 0 and "Where a `mallopt` step goes" in md
+    assert 0 < rep["tiny_llama"]["train_path_floor"]["share"]["stock"]
+
+
+def test_decoding_engines_agree_after_training(report):
+    rep, md = report
+    d = rep["decode"]
+    assert d["batched_equals_hf_engine"] and len(d["train_losses"]) == 3
+    assert 0.0 <= d["eos_share"] <= 1.0 and "HF `generate` engine" in md

@@ -212,6 +212,47 @@ def bench_bf16(cfg, model: str) -> dict:
     return out
 
 
+def _trained_prefix(cfg):
+    """Our prefix after `decode.train_steps` steps on E2E training pairs (bf16 where native, the speed settings
+    on): an untrained prefix never emits EOS, so every beam runs to max_new_tokens and early exit is never tried."""
+    from omegaconf import OmegaConf
+
+    from . import speed
+    from .data.collate import Collator
+
+    d = cfg.decode
+    torch.manual_seed(0)
+    ours = build(d.model, "prefix", {"length": 5})
+    bb = ours.backbone
+    size, steps = int(cfg.batch_size), int(d.train_steps)
+    from .bench_path import _features
+
+    feats = _features(bb, size * steps)
+    collate = Collator(bb.pad_id)
+    opt = torch.optim.AdamW(ours.trainable_parameters(), lr=float(d.train_lr))
+    ours.train()
+    t = OmegaConf.create({"bf16": provenance.native_bf16(), "speed": {"sdpa_backend": "math", "frozen_bf16": True,
+                                                                       "malloc_tune": False}})
+    losses = []
+    with speed.training(ours, t):
+        for i in range(steps):
+            batch = collate(feats[i * size:(i + 1) * size])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=t.bf16):
+                loss = _loss(ours, batch)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+    ours.eval()
+    return ours, losses
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
 def bench_decoding(cfg) -> dict:
     from peft import PrefixTuningConfig, get_peft_model
 
@@ -225,25 +266,23 @@ def bench_decoding(cfg) -> dict:
     # measured on its own (bench_bf16), and the cpu scale's decode.bf16 would otherwise apply to ours only
     run = _compose(f"model={d.model}", "method=prefix", "method.length=5", f"decode.max_new_tokens={d.max_new_tokens}",
                    "decode.bf16=false")
-    ours = build(d.model, "prefix", {"length": 5})
+    ours, train_losses = _trained_prefix(cfg)
     bb = ours.backbone
     sources = [g.source for g in load_split("e2e", "dev").groups[: int(d.sources)]]
     enc = Encoder(bb, 0, 128, 128)
-    res: dict[str, Any] = {}
-    t = time.perf_counter()
-    batched = decode(ours, enc, sources, run.decode)
-    res["batched_s"] = time.perf_counter() - t
+    res: dict[str, Any] = {"train_steps": int(d.train_steps), "train_losses": train_losses}
+    ended: list[bool] = []
+    batched, res["batched_s"] = _timed(lambda: decode(ours, enc, sources, run.decode, eos=ended))
+    res["eos_share"] = sum(ended) / len(ended)
+    hf, res["hf_engine_s"] = _timed(lambda: decode(ours, enc, sources, run.decode, engine="hf"))
     # bf16 autocast while decoding (the cpu scale's decode.bf16): speed and how many outputs stay the same --
     # only where the hardware has native bf16, as the cpu scale itself (emulated bf16 is ~80x slower)
     if provenance.native_bf16():
-        t = time.perf_counter()
-        in_bf16 = decode(ours, enc, sources, OmegaConf.merge(run.decode, {"bf16": True}))
-        res["batched_bf16_s"] = time.perf_counter() - t
+        in_bf16, res["batched_bf16_s"] = _timed(
+            lambda: decode(ours, enc, sources, OmegaConf.merge(run.decode, {"bf16": True})))
         res["bf16_same_outputs"] = sum(a == b for a, b in zip(batched, in_bf16))
-    single = dict(OmegaConf.to_container(run.decode, resolve=True), batch_size=1)
-    t = time.perf_counter()
-    one = decode(ours, enc, sources, OmegaConf.create(single))
-    res["one_at_a_time_s"] = time.perf_counter() - t
+    single = OmegaConf.create(dict(OmegaConf.to_container(run.decode, resolve=True), batch_size=1))
+    one, res["one_at_a_time_s"] = _timed(lambda: decode(ours, enc, sources, single))
     # PEFT with our materialised prefix (no projection: the stored form), same prompts and generation settings
     plain = load_backbone(run.model)  # plain weights, untouched by our hooks
     peft = get_peft_model(plain.model, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5)).eval()
@@ -255,23 +294,28 @@ def bench_decoding(cfg) -> dict:
     order = sorted(range(len(feats)), key=lambda i: -len(feats[i]["input_ids"]))
     peft_out = [""] * len(feats)
     size = int(run.decode.batch_size)
-    t = time.perf_counter()
-    for s in range(0, len(order), size):
-        chunk = order[s:s + size]
-        b = Collator(pad_id=bb.pad_id, left=True)([feats[i] for i in chunk])
-        with torch.no_grad():
-            gen = peft.generate(input_ids=b["input_ids"], attention_mask=b["attention_mask"], **kwargs)
-        for row, i in enumerate(chunk):
-            peft_out[i] = clean(bb.tokenizer, gen[row, b["input_ids"].shape[1]:].tolist(), bb.eos_id,
-                                str(run.decode.empty_output))
-    res["peft_batched_s"] = time.perf_counter() - t
+
+    def peft_decode():
+        for s in range(0, len(order), size):
+            chunk = order[s:s + size]
+            b = Collator(pad_id=bb.pad_id, left=True)([feats[i] for i in chunk])
+            with torch.no_grad():
+                gen = peft.generate(input_ids=b["input_ids"], attention_mask=b["attention_mask"], **kwargs)
+            for row, i in enumerate(chunk):
+                peft_out[i] = clean(bb.tokenizer, gen[row, b["input_ids"].shape[1]:].tolist(), bb.eos_id,
+                                    str(run.decode.empty_output))
+
+    _, res["peft_batched_s"] = _timed(peft_decode)
     res.update(sources=len(sources), num_beams=int(run.decode.num_beams), max_new_tokens=int(d.max_new_tokens),
                batch_size=size, batched_equals_one_at_a_time=batched == one, batched_equals_peft=batched == peft_out,
+               batched_equals_hf_engine=batched == hf,
                speedup_vs_one_at_a_time=res["one_at_a_time_s"] / res["batched_s"],
+               speedup_vs_hf_engine=res["hf_engine_s"] / res["batched_s"],
                speedup_vs_peft=res["peft_batched_s"] / res["batched_s"])
-    print(f"[bench] decode: batched {res['batched_s']:.1f}s, one-at-a-time {res['one_at_a_time_s']:.1f}s, PEFT "
-          f"{res['peft_batched_s']:.1f}s; identical: {res['batched_equals_one_at_a_time']}/{res['batched_equals_peft']}",
-          flush=True)
+    print(f"[bench] decode (EOS in {100 * res['eos_share']:.0f}%): ours {res['batched_s']:.1f}s, HF engine "
+          f"{res['hf_engine_s']:.1f}s, one-at-a-time {res['one_at_a_time_s']:.1f}s, PEFT {res['peft_batched_s']:.1f}s; "
+          f"identical: {res['batched_equals_hf_engine']}/{res['batched_equals_one_at_a_time']}/"
+          f"{res['batched_equals_peft']}", flush=True)
     return res
 
 
@@ -347,6 +391,13 @@ def run(cfg) -> dict:
         entry: dict[str, Any] = {"n_params": n_params, "head_params": head_params, "body_params": body_params}
         entry["train"] = bench_training(cfg, model)
         entry["floor"] = flop_floor(entry["train"], body_params, head_params, report["matmul"])
+        if model in cfg.train_path.models:
+            from . import bench_path
+
+            entry["train_path"] = bench_path.run_variants(cfg, model)
+            entry["train_path_floor"] = bench_path.floor_share(entry["train_path"], body_params, head_params,
+                                                               entry["train"]["prefix"]["head_tokens"],
+                                                               report["matmul"])
         entry["memory"] = bench_memory(cfg, model)
         if model == cfg.decode.model and provenance.native_bf16():
             entry["bf16"] = bench_bf16(cfg, model)
@@ -371,7 +422,17 @@ def judge(cfg, rep: dict) -> list[dict]:
             r = mem["prefix"]["peak_mb"] / mem["finetune"]["peak_mb"]
             rows.append({"target": f"peak memory prefix / fine-tuning ({model})",
                          "want": f"<= {t.memory_prefix_vs_finetune}", "got": r, "met": r <= t.memory_prefix_vs_finetune})
+        path = rep[model].get("train_path")
+        if path:
+            fast = path[cfg.train_path.target_variant]
+            ok = fast["first_losses_max_rel_diff"] <= t.train_path_loss_rel_tol
+            rows.append({"target": f"prefix s/step stock / {cfg.train_path.target_variant} ({model}), first 6 losses "
+                                   f"within {t.train_path_loss_rel_tol:g} rel.", "want": f">= {t.train_path_speedup}",
+                         "got": fast["speedup_vs_stock"], "met": fast["speedup_vs_stock"] >= t.train_path_speedup and ok})
     d = rep["decode"]
+    rows.append({"target": "ours batched / PEFT generate decoding speed, outputs identical (fp32)",
+                 "want": f">= {t.decode_vs_peft}", "got": d["speedup_vs_peft"],
+                 "met": d["speedup_vs_peft"] >= t.decode_vs_peft and d["batched_equals_peft"]})
     rows.append({"target": "batched / one-at-a-time decoding speed", "want": f">= {t.batched_vs_one_at_a_time}",
                  "got": d["speedup_vs_one_at_a_time"],
                  "met": d["speedup_vs_one_at_a_time"] >= t.batched_vs_one_at_a_time and d["batched_equals_one_at_a_time"]})
@@ -411,6 +472,10 @@ def to_markdown(rep: dict) -> str:
             same = (f"same start weights, largest loss difference {pv['max_loss_diff']:.2e}" if pv["same_start"]
                     else "different start weights (PEFT's GQA prefix embedding is kv-dim wide, ours d_model wide)")
             lines += ["", f"Ours vs PEFT prefix: {pv['speedup']:.2f}x tokens/s; {same}."]
+        if "train_path" in e:
+            from . import bench_path
+
+            lines += [""] + bench_path.markdown(e["train_path"], e["train_path_floor"], rep["settings"]["train_path"])
         if "bf16_skipped" in e:
             lines += ["", f"bf16 autocast: not measured -- {e['bf16_skipped']}"]
         if "bf16" in e:
@@ -422,12 +487,20 @@ def to_markdown(rep: dict) -> str:
     d = rep["decode"]
     lines += ["## Decoding (prefix, beam %d, %d E2E dev sources, up to %d new tokens, batch %d)" % (
               d["num_beams"], d["sources"], d["max_new_tokens"], d["batch_size"]), "",
-              "| path | seconds | outputs identical to ours batched |", "|---|---|---|",
-              f"| ours, batched | {d['batched_s']:.1f} | — |",
-              f"| ours, one source at a time | {d['one_at_a_time_s']:.1f} | {d['batched_equals_one_at_a_time']} |",
-              f"| PEFT `generate`, batched | {d['peft_batched_s']:.1f} | {d['batched_equals_peft']} |"]
+              f"The prefix was trained {d['train_steps']} steps first (loss {d['train_losses'][0]:.2f} -> "
+              f"{d['train_losses'][-1]:.2f}) so that beams end: {100 * d['eos_share']:.0f}% of the outputs end with "
+              "EOS. Every path in fp32 except the bf16 row; sources sorted by length, batched.", "",
+              "| path | seconds | speed-up of ours | outputs identical to ours batched |", "|---|---|---|---|",
+              f"| ours, batched (prefixtune.beam: finished sources leave the batch) | {d['batched_s']:.1f} | — | — |",
+              f"| ours, HF `generate` engine, batched | {d['hf_engine_s']:.1f} | {d['speedup_vs_hf_engine']:.2f}x | "
+              f"{d['batched_equals_hf_engine']} |",
+              f"| ours, one source at a time | {d['one_at_a_time_s']:.1f} | {d['speedup_vs_one_at_a_time']:.2f}x | "
+              f"{d['batched_equals_one_at_a_time']} |",
+              f"| PEFT `generate`, batched | {d['peft_batched_s']:.1f} | {d['speedup_vs_peft']:.2f}x | "
+              f"{d['batched_equals_peft']} |"]
     if "batched_bf16_s" in d:
         lines.append(f"| ours, batched, bf16 autocast | {d['batched_bf16_s']:.1f} | "
+                     f"{d['batched_s'] / d['batched_bf16_s']:.2f}x faster than ours fp32 | "
                      f"{d['bf16_same_outputs']}/{d['sources']} the same |")
     lines.append("")
     return "\n".join(lines)
@@ -435,6 +508,13 @@ def to_markdown(rep: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--probe-train":
+        from .bench_path import probe
+
+        a = json.loads(argv[1])
+        print(json.dumps(probe(a["model"], a["variant"], a["batch_size"], a["n_warm"], a["n_timed"], a["lr"],
+                               a["profile_steps"]), default=float))
+        return 0
     if argv and argv[0] == "--probe-memory":
         model, name, extra, bs, steps, lr = argv[1:7]
         print(json.dumps(probe_memory(model, name, json.loads(extra), int(bs), int(steps), float(lr))))
