@@ -91,6 +91,25 @@ def test_run_writes_a_finished_record(first_run):
     assert not (_ckpt_group(rec.group) / rec.run_id).exists(), "checkpoints are removed once the run finished"
 
 
+def test_the_record_keeps_its_loss_curves(first_run):
+    """Every logging window's train loss (12 steps, logging every 2) and its learning rate: convergence is read
+    from the record's curves file, and the last window is the record's train/loss_final."""
+    rec, *_ , root = first_run
+    curves = json.loads(_resolve(root, rec.outputs["curves"]).read_text())
+    assert [c[0] for c in curves["train"]] == [2, 4, 6, 8, 10, 12]
+    assert curves["train"][-1][1] == pytest.approx(rec.metrics["train/loss_final"])
+    assert all(c[2] >= 0 for c in curves["train"]) and isinstance(curves["dev"], list)
+
+
+def test_resumed_run_keeps_the_whole_curve(first_run, killed_and_resumed):
+    ref, _, _, ref_root = first_run
+    rec, root = killed_and_resumed
+    a = json.loads(_resolve(root, rec["outputs"]["curves"]).read_text())
+    b = json.loads(_resolve(ref_root, ref.outputs["curves"]).read_text())
+    assert [c[0] for c in a["train"]] == [c[0] for c in b["train"]]
+    assert [c[1] for c in a["train"]] == pytest.approx([c[1] for c in b["train"]], rel=1e-6)
+
+
 def test_artifact_reloads_and_decodes_identically(first_run):
     from safetensors.torch import load_file
 

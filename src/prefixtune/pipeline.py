@@ -68,6 +68,14 @@ def _warmup_note(cfg, steps: int) -> str:
         f" (warmup covers all {steps} steps run: the peak rate is reached only at the end)" if w >= steps else "")
 
 
+def curves(log_history: list[dict]) -> dict[str, list]:
+    """HF log history -> {"train": [[step, loss, lr], ...], "dev": [[step, eval_loss], ...]}."""
+    train = [[int(h["step"]), float(h["loss"]), float(h.get("learning_rate", float("nan")))]
+             for h in log_history if "loss" in h and "step" in h]
+    dev = [[int(h["step"]), float(h["eval_loss"])] for h in log_history if "eval_loss" in h and "step" in h]
+    return {"train": train, "dev": dev}
+
+
 def _load_data(cfg: DictConfig):
     from .data import load_split
     from .data.lowdata import lowdata_subset
@@ -165,6 +173,10 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
 
         t1 = time.time()
         out_dir = root / "predictions" / cfg.group / rid
+        # the loss curves (train loss per logging window, dev loss per evaluation, learning rate): convergence is
+        # auditable from the record, not only its end point (issue #22); resumed runs keep the restored history
+        write_atomic(out_dir / "curves.json", json.dumps(curves(summary.pop("log_history")), indent=0) + "\n")
+        rec.outputs["curves"] = _rel(out_dir / "curves.json", root)
         metrics: dict[str, float | None] = {"train/loss": summary["train_loss"],
                                             "train/loss_final": summary["final_loss"]}
         if "dev_loss" in summary:
