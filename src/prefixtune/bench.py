@@ -44,13 +44,19 @@ def _compose(*overrides: str):
         return compose("train", overrides=["logger.mode=disabled", *overrides])
 
 
-def _batch(bb, n: int) -> dict[str, torch.Tensor]:
+def _features(bb, n: int) -> list[dict]:
+    """The first `n` real E2E training pairs, encoded."""
     from .data import load_split
-    from .data.collate import Collator, Encoder
+    from .data.collate import Encoder
 
     pairs = load_split("e2e", "train").pairs[:n]
-    feats = Encoder(bb, 0, 128, 128).train_features([p.source for p in pairs], [p.target for p in pairs])
-    return Collator(bb.pad_id)(feats)
+    return Encoder(bb, 0, 128, 128).train_features([p.source for p in pairs], [p.target for p in pairs])
+
+
+def _batch(bb, n: int) -> dict[str, torch.Tensor]:
+    from .data.collate import Collator
+
+    return Collator(bb.pad_id)(_features(bb, n))
 
 
 class PeftPrefix(torch.nn.Module):
@@ -225,8 +231,6 @@ def _trained_prefix(cfg):
     ours = build(d.model, "prefix", {"length": 5})
     bb = ours.backbone
     size, steps = int(cfg.batch_size), int(d.train_steps)
-    from .bench_path import _features
-
     feats = _features(bb, size * steps)
     collate = Collator(bb.pad_id)
     opt = torch.optim.AdamW(ours.trainable_parameters(), lr=float(d.train_lr))

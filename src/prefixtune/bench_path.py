@@ -53,7 +53,7 @@ def probe(model: str, variant: dict, batch_size: int, n_warm: int, n_timed: int,
     from omegaconf import OmegaConf
 
     from . import speed
-    from .bench import _batch, _loss, build
+    from .bench import _batch, _features, _loss, build
     from .data.collate import Collator
 
     torch.manual_seed(0)
@@ -96,14 +96,6 @@ def probe(model: str, variant: dict, batch_size: int, n_warm: int, n_timed: int,
                optimizer_ms=1e3 * statistics.median(opt_s[n_warm:]),
                tokens=int(batch["attention_mask"].sum()), padded_tokens=int(batch["attention_mask"].numel()))
     return out
-
-
-def _features(bb, n: int):
-    from .data import load_split
-    from .data.collate import Encoder
-
-    pairs = load_split("e2e", "train").pairs[:n]
-    return Encoder(bb, 0, 128, 128).train_features([p.source for p in pairs], [p.target for p in pairs])
 
 
 def _profile(step, n: int) -> dict:
