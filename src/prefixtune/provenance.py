@@ -186,7 +186,10 @@ def reset_peak_memory() -> bool:
     """Start a new peak-memory window for this run. A Hydra multirun runs every cell in one process, so without
     this the process-wide peak of an earlier fine-tuning cell would be reported for every later cell. Linux
     resets the peak RSS (VmHWM) when "5" is written to /proc/self/clear_refs; elsewhere this returns False and
-    `peak_memory` reports the process-wide peak, saying so."""
+    `peak_memory` reports the process-wide peak, saying so. Freed heap memory is first handed back to the OS
+    (glibc malloc_trim): `speed.tune_malloc` keeps it resident by design, and without the trim a cell would
+    report the retained heap of an earlier, larger cell as its own peak."""
+    _trim_heap()
     torch = _torch()
     try:
         if torch is not None and torch.cuda.is_available():
@@ -197,6 +200,19 @@ def reset_peak_memory() -> bool:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         return True
+    except OSError:
+        return False
+
+
+def _trim_heap() -> bool:
+    """glibc malloc_trim(0): return the free heap to the OS. False where the C library has no malloc_trim."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        name = ctypes.util.find_library("c")
+        trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+        return bool(trim(0)) if trim is not None else False
     except OSError:
         return False
 

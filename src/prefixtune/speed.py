@@ -9,7 +9,8 @@ Why each one (2-core Intel AMX machine, SmolLM2-135M, prefix L = 5, batch 10, bf
   A weight tied to an embedding (SmolLM2's LM head) gets an untied bf16 copy: the lookup stays fp32 as under
   autocast. Everything is restored when training ends, so fp32 decoding sees the original weights.
 * `malloc_tune` (-> 0.88): glibc returns freed large blocks to the OS with munmap/trim, and the next step faults the
-  same pages in again (page zeroing was ~10% of a step). mallopt keeps them in the heap. Process-wide, kept after.
+  same pages in again (page zeroing was ~10% of a step). mallopt keeps them in the heap. Process-wide, kept after;
+  `provenance.reset_peak_memory` trims the heap so that a multirun cell's peak is not an earlier cell's retained heap.
 * `compile` (-> 0.63; off by default): `torch.compile(dynamic=True)` of the backbone body costs ~315 s cold (76 s
   with the inductor cache warm), so it pays only past ~1,000 steps; eager stays the fallback.
 """
