@@ -5,7 +5,7 @@ SCALE ?= cpu
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup venv data model test test-fast smoke table2 table3 table5 fig3 fig4 fig5 claims pelt bench clean
+.PHONY: help setup venv data model test test-fast smoke table2 lrselect table3 table5 fig3 fig4 fig5 claims pelt bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z0-9_-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,8 +37,9 @@ smoke:  ## prefix + finetune on E2E with the real SmolLM2 for a few steps; decod
 	$(PY) -m prefixtune.train --multirun experiment=smoke/e2e_prefix,smoke/e2e_finetune scale=smoke
 
 # ACL Table 2 cells (conf/experiment/table2/); the GPT-2 large rows exist only at paper scale.
-TABLE2_ROWS := finetune finetune_top2 adapter3 adapter01 prefix
-TABLE2_CELLS := $(foreach d,e2e webnlg dart,$(foreach r,$(TABLE2_ROWS),table2/$(d)_$(r)))
+TABLE2_ROWS ?= finetune finetune_top2 adapter3 adapter01 prefix
+TABLE2_DATA ?= e2e webnlg dart
+TABLE2_CELLS := $(foreach d,$(TABLE2_DATA),$(foreach r,$(TABLE2_ROWS),table2/$(d)_$(r)))
 ifeq ($(SCALE),paper)
 TABLE2_CELLS += $(foreach d,e2e webnlg dart,table2/$(d)_finetune_large table2/$(d)_prefix_large)
 endif
@@ -54,9 +55,24 @@ multirun = $(PY) -m prefixtune.train --multirun $(3) experiment=$(subst $(space)
 repeat = '$(1)=choice($(2))'
 
 
-table2:  ## ACL Table 2 (SCALE=cpu default | paper | smoke): run missing cells, then write results/table2.{md,csv,tex}
-	$(call multirun,$(TABLE2_CELLS))
+# The converged protocol (SCALE=conv, conf/scale/conv.yaml; issue #22): stage 1 runs each cell briefly at every
+# learning-rate factor of conf/scale/conv_select.yaml (experiment varies slowest: a cell's grid completes first) and
+# picks the factor on dev (prefixtune.lrselect -> results/lr_choice/); stage 2 trains SEEDS seeds of each cell at
+# its chosen rate to a dev-loss plateau. Every step skips finished runs; `prefixtune.budget` prints what is left.
+CONV := $(filter conv,$(SCALE))
+SEEDS ?= $(if $(CONV),1$(comma)2$(comma)3,1)
+lr_grid = $(shell $(PY) -m prefixtune.lrselect conv_select --grid)
+lrselect = $(PY) -m prefixtune.train --multirun experiment=$(subst $(space),$(comma),$(strip $(1))) scale=conv_select 'scale.lr_scale=choice($(lr_grid))' $(if $(HYDRA_LAUNCHER),hydra/launcher=$(HYDRA_LAUNCHER)) && $(PY) -m prefixtune.lrselect conv_select
+budget = $(PY) -m prefixtune.budget --scale $(SCALE) --seeds $(SEEDS) $(if $(CONV),--select conv_select) $(1)
+
+table2:  ## ACL Table 2 (SCALE=cpu default | conv | paper | smoke): run missing cells, then write results/table2.{md,csv,tex}
+	$(call budget,$(TABLE2_CELLS))
+	$(if $(CONV),$(call lrselect,$(TABLE2_CELLS)))
+	$(call multirun,$(TABLE2_CELLS),,$(if $(CONV),$(call repeat,seed,$(SEEDS))))
 	$(PY) -m prefixtune.tables table2 --scale $(SCALE)
+
+lrselect:  ## stage 1 of SCALE=conv alone: learning-rate runs of TABLE2_DATA x TABLE2_ROWS, then results/lr_choice/
+	$(call lrselect,$(TABLE2_CELLS))
 
 # ACL Table 5: the Prefix row is the Table 2 E2E prefix cell (skipped when Table 2 has it), the rest are config diffs.
 TABLE5_CELLS := table2/e2e_prefix $(foreach r,emb1 emb10 emb20 infix1 infix10 infix20,table5/e2e_$(r))

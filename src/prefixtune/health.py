@@ -74,13 +74,49 @@ def as_metrics(health: dict[str, float], split: str = "test") -> dict[str, float
     return {f"{split}/health/{k}": float(v) for k, v in health.items()}
 
 
+def convergence(dev: Sequence[Sequence[float]], steps: int, cap: int | None, patience: int,
+                th: dict | None = None) -> dict[str, float]:
+    """Did training reach a dev-loss plateau? `dev`: [[step, eval_loss], ...] in order (prefixtune.pipeline.curves).
+
+    `train/plateau` is 1 when the best dev loss of the last `patience` evaluations is less than
+    `plateau_rel_tol` below the best before them (early stopping fired: not below at all), else 0; with fewer
+    than patience + 1 evaluations nothing can be said and it is 0. `train/best_step` is the step of the lowest
+    dev loss (the checkpoint that is decoded), `train/stopped_early` 1 when training ended before the cap."""
+    th = th or thresholds()
+    if not dev:
+        raise ValueError("convergence needs dev-loss evaluations (trainer.eval_every)")
+    best_step, best = min(((int(s), float(v)) for s, v in dev), key=lambda sv: (sv[1], sv[0]))
+    plateau = 0.0
+    if len(dev) > patience:
+        before = min(float(v) for _, v in dev[:-patience])
+        last = min(float(v) for _, v in dev[-patience:])
+        plateau = float((before - last) < float(th["plateau_rel_tol"]) * abs(before))
+    return {"train/plateau": plateau, "train/best_step": float(best_step), "train/steps": float(steps),
+            "train/stopped_early": float(cap is not None and steps < cap)}
+
+
+def convergence_note(m: dict[str, float], cap: int | None, every: int, patience: int) -> str:
+    head = f"early stopping on the dev loss (evaluated every {every} steps, patience {patience})"
+    if m["train/stopped_early"]:
+        return (f"{head}: stopped at step {m['train/steps']:.0f} of the {cap}-step cap; the best dev loss (step "
+                f"{m['train/best_step']:.0f}) is the checkpoint decoded")
+    if m["train/plateau"]:
+        return (f"{head}: reached the {cap}-step cap on a plateau (dev loss within the tolerance of conf/health.yaml "
+                f"over the last {patience} evaluations); best at step {m['train/best_step']:.0f}, decoded")
+    return (f"{head}: reached the {cap}-step cap with the dev loss still falling (best at step "
+            f"{m['train/best_step']:.0f}): not converged, a failed run")
+
+
 def failures(metrics: dict, split: str = "test", th: dict | None = None) -> list[str] | None:
-    """Why a run failed to train (empty: healthy); None when its record has no decode health."""
+    """Why a run failed to train (empty: healthy); None when its record has no decode health. A run of a scale
+    with early stopping that ended without a dev-loss plateau (`train/plateau` 0, see `convergence`) fails too."""
     th = th or thresholds()
     get = {k: metrics.get(f"{split}/health/{k}") for k in KEYS}
     if get["no_eos"] is None:
         return None
     out = []
+    if metrics.get("train/plateau") == 0.0:
+        out.append(f"no dev-loss plateau by step {metrics.get('train/steps', float('nan')):.0f}")
     if get["no_eos"] > float(th["max_no_eos_share"]):
         out.append(f"no EOS in {get['no_eos']:.0%}")
     lo, hi = (float(x) for x in th["length_ratio"])

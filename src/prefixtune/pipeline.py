@@ -171,14 +171,21 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
                       f"learning rate {effective_lr(cfg):.3g} (optim.lr {float(cfg.optim.lr):.3g} x scale.lr_scale "
                       f"{float(cfg.scale.get('lr_scale', 1.0)):g})" + _warmup_note(cfg, summary["global_step"])]
 
+        rec.notes += _protocol_notes(cfg, root)
         t1 = time.time()
         out_dir = root / "predictions" / cfg.group / rid
         # the loss curves (train loss per logging window, dev loss per evaluation, learning rate): convergence is
         # auditable from the record, not only its end point (issue #22); resumed runs keep the restored history
-        write_atomic(out_dir / "curves.json", json.dumps(curves(summary.pop("log_history")), indent=0) + "\n")
+        curve = curves(summary.pop("log_history"))
+        write_atomic(out_dir / "curves.json", json.dumps(curve, indent=0) + "\n")
         rec.outputs["curves"] = _rel(out_dir / "curves.json", root)
         metrics: dict[str, float | None] = {"train/loss": summary["train_loss"],
                                             "train/loss_final": summary["final_loss"]}
+        if cfg.trainer.get("early_stopping_patience"):  # did it reach a dev-loss plateau (prefixtune.health)?
+            cap, patience = _step_cap(cfg), int(cfg.trainer.early_stopping_patience)
+            conv = health.convergence(curve["dev"], summary["global_step"], cap, patience)
+            metrics.update(conv)
+            rec.notes.append(health.convergence_note(conv, cap, int(cfg.trainer.eval_every or 0), patience))
         if "dev_loss" in summary:
             metrics["dev/loss"] = summary["dev_loss"]
         scored: dict[str, Any] = {}
@@ -209,7 +216,8 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
                 else:
                     metrics[f"{split}/{k}"] = v
         rec.timing["score_s"] = time.time() - t2
-        rec.outputs.update(_save_artifact(method, cfg, root, rid))
+        if cfg.scale.get("lr_grid") is None:  # a learning-rate selection run is not a result: no artefact kept
+            rec.outputs.update(_save_artifact(method, cfg, root, rid))
         rec.timing["wall_s"] = time.time() - t0
         rec.memory = provenance.peak_memory(run_window)
         rec.metrics = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in metrics.items()}
@@ -228,6 +236,24 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
         rec.fail(err if isinstance(err, Exception) else RuntimeError(repr(err)))
         write_record(rec, root=root)
         raise
+
+
+def _step_cap(cfg) -> int | None:
+    caps = [int(c) for c in (cfg.trainer.get("max_steps"), cfg.scale.get("max_steps")) if c]
+    return min(caps) if caps else None
+
+
+def _protocol_notes(cfg, root: Path) -> list[str]:
+    """Where the learning rate came from under the converged protocol (prefixtune.lrselect, issue #22)."""
+    from . import lrselect
+
+    sc = cfg.scale
+    if sc.get("lr_grid") is not None:
+        return [f"learning-rate selection run (factor x{float(sc.lr_scale):g} of the grid "
+                f"{[float(x) for x in sc.lr_grid]}): dev loss only, nothing decoded; not a result"]
+    if sc.get("select"):
+        return [lrselect.note(root, str(sc.select), str(cfg.experiment_name))]
+    return []
 
 
 def _guard_finished(cfg: DictConfig, rid: str, chash: str, cfg_dict: dict, root: Path) -> RunRecord | None:

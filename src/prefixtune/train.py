@@ -15,7 +15,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from . import paths, provenance
+from . import lrselect, paths, provenance
 
 log = logging.getLogger("prefixtune.train")
 
@@ -31,6 +31,9 @@ def _pt_path(name: str) -> str:
 OmegaConf.register_new_resolver("pt_path", _pt_path, replace=True)
 # `${native_bf16:}`: bf16 autocast where the hardware computes bf16 natively (conf/scale/cpu.yaml)
 OmegaConf.register_new_resolver("native_bf16", provenance.native_bf16, replace=True)
+# `${lr_choice:root,select,experiment}`: the learning-rate factor chosen on dev (conf/scale/conv.yaml, prefixtune.lrselect)
+OmegaConf.register_new_resolver("lr_choice", lambda root, select, exp: lrselect.chosen_factor(root, select, exp),
+                                replace=True)
 
 
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> Any:

@@ -1,0 +1,174 @@
+"""The converged protocol (issue #22): learning rates chosen on dev, the plateau rule, the budget printout."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import _compose
+from prefixtune import budget, health, lrselect, paths
+from prefixtune.results import RunRecord, write_record
+
+GRID = [1.0, 3.0, 10.0]
+
+
+def _select_record(exp: str, factor: float, dev_loss: float | None, group: str = "table2",
+                   finished_at: str = "2026-12-07T00:00:00Z") -> RunRecord:
+    cfg = {"experiment_name": exp, "seed": 1, "optim": {"lr": 8e-5},
+           "scale": {"name": "conv_select", "lr_scale": factor, "lr_grid": GRID}}
+    rec = RunRecord(run_id=f"{exp}__conv_select__s1__o{int(factor * 10):04d}", group=group, experiment=exp,
+                    config=cfg, status="finished", finished_at=finished_at,
+                    notes=["trained 200 optimiser steps on 2000 of 42061 training pairs (batch 10 x accumulation 1)"])
+    rec.metrics = {"dev/loss": dev_loss}
+    return rec
+
+
+def test_the_choice_is_the_lowest_dev_loss_and_an_edge_is_flagged():
+    recs = [_select_record("a", 1, 3.0), _select_record("a", 3, 2.5), _select_record("a", 10, 2.7),
+            _select_record("b", 1, 3.0), _select_record("b", 3, 2.9), _select_record("b", 10, 2.1)]
+    got = lrselect.choose(recs, "conv_select")
+    assert got["a"]["chosen"] == 3.0 and got["a"]["edge"] is None
+    assert got["b"]["chosen"] == 10.0 and got["b"]["edge"] == "top"
+    assert got["a"]["dev_loss"] == {"1": 3.0, "3": 2.5, "10": 2.7}
+    md = lrselect.to_markdown(got, "conv_select")
+    assert "| b | 8e-05 |" in md and "at the top of the grid" in md and "| x3 | 0.00024 |" in md
+
+
+def test_ties_go_to_the_smaller_rate_and_diverged_runs_never_win():
+    recs = [_select_record("a", 1, 2.0), _select_record("a", 3, 2.0), _select_record("a", 10, float("nan"))]
+    got = lrselect.choose(recs, "conv_select")["a"]
+    assert got["chosen"] == 1.0 and got["edge"] == "bottom"
+    assert got["dev_loss"]["10"] is None
+    assert "x10: diverged" in lrselect.to_markdown({"a": got}, "conv_select")
+
+
+def test_an_incomplete_grid_has_no_choice_and_the_conv_cell_refuses_to_compose(tmp_path):
+    recs = [_select_record("a", 1, 2.0), _select_record("a", 3, 1.5)]
+    got = lrselect.choose(recs, "conv_select")["a"]
+    assert got["chosen"] is None and got["missing"] == [10.0]
+    path = lrselect.choice_path(tmp_path, "conv_select")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"a": got}))
+    with pytest.raises(ValueError, match="has no choice for a .its grid is incomplete"):
+        lrselect.chosen_factor(str(tmp_path), "conv_select", "a")
+    with pytest.raises(ValueError, match="no learning-rate choice file"):
+        lrselect.chosen_factor(str(tmp_path / "elsewhere"), "conv_select", "a")
+
+
+def test_the_newest_record_of_a_factor_counts_and_other_scales_are_ignored():
+    old = _select_record("a", 3, 1.0, finished_at="2026-12-01T00:00:00Z")
+    new = _select_record("a", 3, 2.2, finished_at="2026-12-07T00:00:00Z")
+    other = _select_record("a", 10, 0.1)
+    other.config["scale"]["name"] = "cpu"
+    got = lrselect.choose([old, new, _select_record("a", 1, 2.0), _select_record("a", 10, 2.5), other],
+                          "conv_select")["a"]
+    assert got["dev_loss"]["3"] == 2.2 and got["chosen"] == 1.0
+
+
+def test_the_conv_scale_reads_the_choice_written_from_records(tmp_path):
+    for f, loss in zip(GRID, (2.0, 1.5, 1.7)):
+        write_record(_select_record("table2-e2e_prefix", f, loss), root=tmp_path)
+    lrselect.write(tmp_path, "conv_select")
+    assert "x3" in (tmp_path / "lr_choice" / "conv_select.md").read_text()
+    cfg = _compose("experiment=table2/e2e_prefix", "scale=conv", f"output_root={tmp_path}", base=())
+    from prefixtune.trainer import effective_lr
+
+    assert cfg.scale.lr_scale == 3.0
+    assert math.isclose(effective_lr(cfg), 8e-5 * 3)
+    assert cfg.trainer.early_stopping_patience and cfg.trainer.eval_every
+    assert "x3 chosen on dev loss" in lrselect.note(tmp_path, "conv_select", "table2-e2e_prefix")
+
+
+def test_the_grid_lives_once_in_conf_and_the_makefile_sweeps_it():
+    assert lrselect.grid("conv_select") == GRID
+    import subprocess
+
+    out = subprocess.run(["make", "-n", "table2", "SCALE=conv", "TABLE2_DATA=e2e", "TABLE2_ROWS=prefix"],
+                         cwd=paths.REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    assert "scale=conv_select 'scale.lr_scale=choice(1,3,10)'" in out
+    assert "prefixtune.lrselect conv_select" in out and "'seed=choice(1,2,3)'" in out
+    assert out.index("prefixtune.budget") < out.index("scale=conv_select") < out.index("scale=conv ")
+
+
+# --- the plateau rule (prefixtune.health.convergence) ------------------------------------------------------
+
+def test_early_stopping_is_a_plateau_and_names_the_decoded_checkpoint():
+    dev = [[50, 3.0], [100, 2.5], [150, 2.6], [200, 2.55]]
+    m = health.convergence(dev, steps=200, cap=1200, patience=2)
+    assert m == {"train/plateau": 1.0, "train/best_step": 100.0, "train/steps": 200.0, "train/stopped_early": 1.0}
+    assert "stopped at step 200 of the 1200-step cap" in health.convergence_note(m, 1200, 50, 2)
+
+
+def test_a_run_at_the_cap_with_the_dev_loss_still_falling_is_failed():
+    dev = [[s, 3.0 - s / 1000] for s in range(50, 1250, 50)]
+    m = health.convergence(dev, steps=1200, cap=1200, patience=4)
+    assert m["train/plateau"] == 0.0 and m["train/stopped_early"] == 0.0
+    assert "not converged" in health.convergence_note(m, 1200, 50, 4)
+    metrics = {**m, "test/health/no_eos": 0.0, "test/health/len_ratio": 1.0, "test/health/copy": 0.0}
+    assert health.failures(metrics) == ["no dev-loss plateau by step 1200"]
+
+
+def test_a_run_at_the_cap_on_a_flat_dev_loss_is_a_plateau():
+    dev = [[50, 3.0], [100, 2.0]] + [[s, 2.0 - (s - 100) * 1e-6] for s in range(150, 400, 50)]
+    m = health.convergence(dev, steps=350, cap=350, patience=4)
+    assert m["train/plateau"] == 1.0
+    assert health.failures({**m, "test/health/no_eos": 0.0, "test/health/len_ratio": 1.0,
+                            "test/health/copy": 0.0}) == []
+
+
+def test_too_few_evaluations_is_not_a_plateau():
+    assert health.convergence([[50, 3.0], [100, 2.9]], steps=100, cap=100, patience=4)["train/plateau"] == 0.0
+    with pytest.raises(ValueError, match="eval_every"):
+        health.convergence([], steps=100, cap=100, patience=4)
+
+
+# --- budget ----------------------------------------------------------------------------------------------
+
+def test_budget_counts_missing_runs_and_times_them_from_records(tmp_path):
+    done = RunRecord(run_id="table2-e2e_prefix__conv__s1", group="table2", experiment="table2-e2e_prefix",
+                     config={"model": {"name": "smollm2_135m"}, "method": {"name": "prefix"}, "seed": 1},
+                     status="finished", finished_at="2026-12-07T00:00:00Z",
+                     notes=["trained 100 optimiser steps on 2000 of 42061 training pairs (batch 10 x accumulation 1)",
+                            "scored 100 of 630 test sources and 0 of 547 dev sources"],
+                     timing={"train_s": 120.0, "decode_s": 60.0})
+    write_record(done, root=tmp_path)
+    missing = budget.plan(["table2/e2e_prefix"], "conv", [1, 2, 3], tmp_path)
+    assert [m["seed"] for m in missing] == [2, 3] and missing[0]["method"] == "prefix"
+    secs, unknown = budget.estimate(missing, "conv", tmp_path)
+    # 1,200 steps x 1.2 s plus 24 evaluations of 20 batches at a third of a step, plus 630 sources x 0.6 s
+    assert unknown == [] and math.isclose(secs, 2 * ((1200 + 24 * 20 / 3) * 1.2 + 630 * 0.6))
+    sel = budget.plan(["table2/e2e_prefix"], "conv_select", [1], tmp_path, ["scale.lr_scale=3"])
+    assert sel[0]["run_id"].startswith("table2-e2e_prefix__conv_select__s1__o")
+
+
+# --- end to end on a tiny model: a conv-like cell reads its chosen rate and records its plateau -----------
+
+@pytest.mark.integration
+def test_a_cell_under_the_protocol_records_its_rate_choice_and_its_plateau(tmp_path):
+    if not (paths.data_dir() / "e2e").is_dir() or shutil.which("java") is None:
+        pytest.skip("needs the prepared E2E data (`make setup`) and Java")
+    import prefixtune.train
+
+    root = tmp_path / "results"
+    for f, loss in zip(GRID, (2.0, 1.5, 1.7)):
+        write_record(_select_record("table2-e2e_prefix", f, loss, group="conv_test"), root=root)
+    lrselect.write(root, "conv_select")
+    group = f"test_conv_{id(root)}"
+    overrides = ["scale=tiny", "logger.mode=disabled", "experiment=table2/e2e_prefix", f"group={group}",
+                 f"output_root={root}", "+scale.select=conv_select",
+                 "scale.lr_scale='${lr_choice:${output_root},${scale.select},${experiment_name}}'",
+                 "scale.max_steps=12", "trainer.eval_every=2", "trainer.save_every=2", "trainer.log_every=2",
+                 "trainer.early_stopping_patience=2", "decode.max_new_tokens=12", "decode.num_beams=2"]
+    cfg = _compose(*overrides, base=())
+    try:
+        rec = prefixtune.train.run(cfg, overrides)
+    finally:
+        shutil.rmtree(paths.REPO_ROOT / "checkpoints" / group, ignore_errors=True)
+    assert rec.status == "finished" and rec.config["scale"]["lr_scale"] == 3.0
+    assert any("x3 chosen on dev loss (x1 2.0000, x3 1.5000, x10 1.7000)" in n for n in rec.notes), "\n".join(rec.notes)
+    assert any(n.startswith("early stopping on the dev loss (evaluated every 2 steps, patience 2)") for n in rec.notes)
+    assert {"train/plateau", "train/best_step", "train/steps", "train/stopped_early"} <= set(rec.metrics)
+    assert rec.metrics["train/steps"] <= 12
