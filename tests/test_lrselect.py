@@ -29,7 +29,7 @@ def _select_record(exp: str, factor: float, dev_loss: float | None, group: str =
 def test_the_choice_is_the_lowest_dev_loss_and_an_edge_is_flagged():
     recs = [_select_record("a", 1, 3.0), _select_record("a", 3, 2.5), _select_record("a", 10, 2.7),
             _select_record("b", 1, 3.0), _select_record("b", 3, 2.9), _select_record("b", 10, 2.1)]
-    got = lrselect.choose(recs, "conv_select")
+    got = lrselect.choose(recs, "conv_select", GRID)
     assert got["a"]["chosen"] == 3.0 and got["a"]["edge"] is None
     assert got["b"]["chosen"] == 10.0 and got["b"]["edge"] == "top"
     assert got["a"]["dev_loss"] == {"1": 3.0, "3": 2.5, "10": 2.7}
@@ -39,7 +39,7 @@ def test_the_choice_is_the_lowest_dev_loss_and_an_edge_is_flagged():
 
 def test_ties_go_to_the_smaller_rate_and_diverged_runs_never_win():
     recs = [_select_record("a", 1, 2.0), _select_record("a", 3, 2.0), _select_record("a", 10, float("nan"))]
-    got = lrselect.choose(recs, "conv_select")["a"]
+    got = lrselect.choose(recs, "conv_select", GRID)["a"]
     assert got["chosen"] == 1.0 and got["edge"] == "bottom"
     assert got["dev_loss"]["10"] is None
     assert "x10: diverged" in lrselect.to_markdown({"a": got}, "conv_select")
@@ -47,7 +47,7 @@ def test_ties_go_to_the_smaller_rate_and_diverged_runs_never_win():
 
 def test_an_incomplete_grid_has_no_choice_and_the_conv_cell_refuses_to_compose(tmp_path):
     recs = [_select_record("a", 1, 2.0), _select_record("a", 3, 1.5)]
-    got = lrselect.choose(recs, "conv_select")["a"]
+    got = lrselect.choose(recs, "conv_select", GRID)["a"]
     assert got["chosen"] is None and got["missing"] == [10.0]
     path = lrselect.choice_path(tmp_path, "conv_select")
     path.parent.mkdir(parents=True)
@@ -58,20 +58,32 @@ def test_an_incomplete_grid_has_no_choice_and_the_conv_cell_refuses_to_compose(t
         lrselect.chosen_factor(str(tmp_path / "elsewhere"), "conv_select", "a")
 
 
+def test_an_extended_grid_reuses_the_runs_made_and_asks_only_for_the_new_factor():
+    recs = [_select_record("a", f, loss) for f, loss in zip(GRID, (3.0, 2.5, 2.0))]  # choice on the top edge
+    got = lrselect.choose(recs, "conv_select", GRID + [30.0])["a"]
+    assert got["chosen"] is None and got["missing"] == [30.0]
+    got = lrselect.choose(recs + [_select_record("a", 30, 2.2)], "conv_select", GRID + [30.0])["a"]
+    assert got["chosen"] == 10.0 and got["edge"] is None
+    # the grid a run was launched with does not enter its identity: the old runs are found, not rerun
+    old, new = recs[0], _select_record("a", 1.0, 3.0)
+    new.config["scale"]["lr_grid"] = GRID + [30.0]
+    assert old.identity == new.identity
+
+
 def test_the_newest_record_of_a_factor_counts_and_other_scales_are_ignored():
     old = _select_record("a", 3, 1.0, finished_at="2026-12-01T00:00:00Z")
     new = _select_record("a", 3, 2.2, finished_at="2026-12-07T00:00:00Z")
     other = _select_record("a", 10, 0.1)
     other.config["scale"]["name"] = "cpu"
     got = lrselect.choose([old, new, _select_record("a", 1, 2.0), _select_record("a", 10, 2.5), other],
-                          "conv_select")["a"]
+                          "conv_select", GRID)["a"]
     assert got["dev_loss"]["3"] == 2.2 and got["chosen"] == 1.0
 
 
 def test_the_conv_scale_reads_the_choice_written_from_records(tmp_path):
     for f, loss in zip(GRID, (2.0, 1.5, 1.7)):
         write_record(_select_record("table2-e2e_prefix", f, loss), root=tmp_path)
-    lrselect.write(tmp_path, "conv_select")
+    lrselect.write(tmp_path, "conv_select", GRID)
     assert "x3" in (tmp_path / "lr_choice" / "conv_select.md").read_text()
     cfg = _compose("experiment=table2/e2e_prefix", "scale=conv", f"output_root={tmp_path}", base=())
     from prefixtune.trainer import effective_lr
@@ -83,12 +95,13 @@ def test_the_conv_scale_reads_the_choice_written_from_records(tmp_path):
 
 
 def test_the_grid_lives_once_in_conf_and_the_makefile_sweeps_it():
-    assert lrselect.grid("conv_select") == GRID
+    conf_grid = lrselect.grid("conv_select")
+    assert conf_grid == sorted(conf_grid) and 1.0 in conf_grid
     import subprocess
 
     out = subprocess.run(["make", "-n", "table2", "SCALE=conv", "TABLE2_DATA=e2e", "TABLE2_ROWS=prefix"],
                          cwd=paths.REPO_ROOT, capture_output=True, text=True, check=True).stdout
-    assert "scale=conv_select 'scale.lr_scale=choice(1,3,10)'" in out
+    assert f"scale=conv_select 'scale.lr_scale=choice({','.join(f'{f:g}' for f in conf_grid)})'" in out
     assert "prefixtune.lrselect conv_select" in out and "'seed=choice(1,2,3)'" in out
     assert out.index("prefixtune.budget") < out.index("scale=conv_select") < out.index("scale=conv ")
 
@@ -155,7 +168,7 @@ def test_a_cell_under_the_protocol_records_its_rate_choice_and_its_plateau(tmp_p
     root = tmp_path / "results"
     for f, loss in zip(GRID, (2.0, 1.5, 1.7)):
         write_record(_select_record("table2-e2e_prefix", f, loss, group="conv_test"), root=root)
-    lrselect.write(root, "conv_select")
+    lrselect.write(root, "conv_select", GRID)
     group = f"test_conv_{id(root)}"
     overrides = ["scale=tiny", "logger.mode=disabled", "experiment=table2/e2e_prefix", f"group={group}",
                  f"output_root={root}", "+scale.select=conv_select",
@@ -172,3 +185,32 @@ def test_a_cell_under_the_protocol_records_its_rate_choice_and_its_plateau(tmp_p
     assert any(n.startswith("early stopping on the dev loss (evaluated every 2 steps, patience 2)") for n in rec.notes)
     assert {"train/plateau", "train/best_step", "train/steps", "train/stopped_early"} <= set(rec.metrics)
     assert rec.metrics["train/steps"] <= 12
+
+
+# --- the tables of another scale and their loss curves ----------------------------------------------------
+
+def test_a_table_of_another_scale_gets_its_own_files_and_a_curves_figure(tmp_path):
+    from prefixtune import tables
+
+    assert tables.output_stem("table2", "cpu") == "table2" and tables.output_stem("table2", None) == "table2"
+    assert tables.output_stem("table2", "conv") == "table2_conv"
+    root = tmp_path / "results"
+    for seed in (1, 2):
+        rid = f"table2-e2e_prefix__conv__s{seed}"
+        curves = root / "predictions" / "table2" / rid / "curves.json"
+        curves.parent.mkdir(parents=True)
+        curves.write_text(json.dumps({"train": [[10, 5.0, 1e-3], [20, 4.0, 1e-3]], "dev": [[10, 4.5], [20, 4.2]]}))
+        rec = RunRecord(run_id=rid, group="table2", experiment="table2-e2e_prefix", status="finished",
+                        finished_at="2026-12-07T00:00:00Z",
+                        config={"experiment_name": "table2-e2e_prefix", "seed": seed, "row": "prefix",
+                                "data": {"name": "e2e"}, "method": {"name": "prefix"},
+                                "model": {"name": "smollm2_135m", "label": "SmolLM2-135M"},
+                                "scale": {"name": "conv", "label": "conv"}},
+                        outputs={"curves": str(curves.relative_to(root))}, metrics={"test/bleu": 0.6 + seed / 100})
+        write_record(rec, root=root)
+    assert tables.main(["table2", "--scale", "conv", "--root", str(root), "--out", str(tmp_path / "out")]) == 0
+    out = tmp_path / "out"
+    assert {"table2_conv.md", "table2_conv.csv", "table2_conv.tex"} <= {p.name for p in out.iterdir()}
+    assert (out / "figures" / "table2_conv_curves.png").stat().st_size > 1000
+    assert "figures/table2_conv_curves.png" in (out / "table2_conv.md").read_text()
+    assert not (out / "table2.md").exists()

@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rows = build(load_spec(args.spec), args.root, args.scale)
     out = args.out or args.root or results_dir()
-    print(tables.write_atomic(out / "claims.md", to_markdown(rows, args.scale)))
+    print(tables.write_atomic(out / f"{tables.output_stem('claims', args.scale)}.md", to_markdown(rows, args.scale)))
     return 0
 
 

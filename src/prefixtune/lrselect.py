@@ -45,9 +45,12 @@ def _dev_loss(rec: RunRecord) -> float | None:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
-def choose(records: list[RunRecord], select: str) -> dict[str, dict]:
+def choose(records: list[RunRecord], select: str, factors: list[float] | None = None) -> dict[str, dict]:
     """experiment name -> {grid, dev_loss {factor: loss | None}, runs {factor: run id}, chosen, edge, missing,
-    steps, seed}. Records of other scales are ignored; for a factor run twice the newest record counts."""
+    steps, seed}. The grid is today's conf (`factors` default: `grid(select)`), so a grid extended after a choice
+    at its edge reuses the runs already made (scale.lr_grid is volatile: it does not change what a run computes).
+    Records of other scales are ignored; for a factor run twice the newest record counts."""
+    g = sorted(float(x) for x in (factors if factors is not None else grid(select)))
     by_exp: dict[str, dict[float, RunRecord]] = {}
     for r in records:
         sc = r.config.get("scale") or {}
@@ -59,7 +62,6 @@ def choose(records: list[RunRecord], select: str) -> dict[str, dict]:
             by_exp[r.config["experiment_name"]][f] = r
     out: dict[str, dict] = {}
     for exp, runs in sorted(by_exp.items()):
-        g = sorted(float(x) for x in next(iter(runs.values())).config["scale"]["lr_grid"])
         losses = {f: (_dev_loss(runs[f]) if f in runs else None) for f in g}
         missing = [f for f in g if f not in runs]
         finite = [(loss, f) for f, loss in losses.items() if loss is not None]
@@ -120,9 +122,9 @@ def choice_path(root: Path | str | None, select: str) -> Path:
     return Path(root or results_dir()) / CHOICE_DIR / f"{select}.json"
 
 
-def write(root: Path | str | None, select: str) -> dict[str, dict]:
+def write(root: Path | str | None, select: str, factors: list[float] | None = None) -> dict[str, dict]:
     root = Path(root or results_dir())
-    choices = choose(list(iter_records(root, None, "finished", strict=False)), select)
+    choices = choose(list(iter_records(root, None, "finished", strict=False)), select, factors)
     write_atomic(choice_path(root, select), json.dumps(choices, indent=1, sort_keys=True) + "\n")
     write_atomic(choice_path(root, select).with_suffix(".md"), to_markdown(choices, select))
     return choices

@@ -21,7 +21,7 @@ from pathlib import Path
 from .claims import Stat, diff
 from .paths import results_dir
 from .results import RunRecord, iter_records, left_out_lines, left_out_reasons, newest_config
-from .tables import compute_lines, new_figure, save_figure, write_atomic
+from .tables import compute_lines, new_figure, output_stem, save_figure, write_atomic
 
 def _init_label(cfg: dict) -> str:
     init = (cfg.get("method") or {}).get("init") or {}
@@ -247,9 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out = args.out or args.root or results_dir()
     models = ", ".join(dict.fromkeys(r.config["model"]["label"] for r in recs if r.config["scale"]["name"] == args.scale))
-    print(write_atomic(out / f"{args.name}.md", to_markdown(args.name, pts, args.scale, models, recs)))
-    print(write_atomic(out / f"{args.name}.csv", to_csv(args.name, pts)))
-    print(plot(args.name, pts, out / "figures" / f"{TEXT[args.name][1]}.png"))
+    stem = output_stem(args.name, args.scale)
+    print(write_atomic(out / f"{stem}.md", to_markdown(args.name, pts, args.scale, models, recs)))
+    print(write_atomic(out / f"{stem}.csv", to_csv(args.name, pts)))
+    png = TEXT[args.name][1] + ("" if stem == args.name else f"_{args.scale}")
+    print(plot(args.name, pts, out / "figures" / f"{png}.png"))
     return 0
 
 

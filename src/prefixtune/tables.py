@@ -55,6 +55,8 @@ class Table:
     deviations: list[str]
     claims: list[Claim]
     compute: list[str] = dataclasses.field(default_factory=list)
+    records: list = dataclasses.field(default_factory=list)   # the runs shown (for the loss-curves figure)
+    scale: str | None = None
 
 
 def load_spec(name_or_path: str | Path) -> dict:
@@ -180,7 +182,8 @@ def build_table(spec: dict, records: Iterable[RunRecord], paper: dict, scale: st
     ctx = {"models": models, "scale": scale, "runs": len(recs), "spec": spec, "labels": labels}
     heading = [_fill(h, ctx) for h in spec["heading"]]
     runs = {k: [r for r in recs if _key(r) == k] for k in order}
-    return Table(spec, heading, by_ds, deviations, _claims(spec, by_ds, paper, runs, root), compute_lines(recs))
+    return Table(spec, heading, by_ds, deviations, _claims(spec, by_ds, paper, runs, root), compute_lines(recs),
+                 recs, scale)
 
 
 def compute_lines(recs: list[RunRecord]) -> list[str]:
@@ -378,10 +381,16 @@ def save_figure(fig, path: Path) -> Path:
     return path
 
 
+def output_stem(name: str, scale: str | None) -> str:
+    """results/<name>.* for the cpu default and the paper scale; results/<name>_<scale>.* for another scale (the
+    converged protocol's table2_conv.md beside the 100-step table2.md: neither overwrites the other)."""
+    return name if scale in (None, "cpu", "paper") else f"{name}_{scale}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser("prefixtune.tables", description="writes <out>/<name>.md .csv .tex")
     parser.add_argument("name", help="table spec: conf/table/<name>.yaml (or a path to one)")
-    parser.add_argument("--scale", help="cpu | paper | smoke (default: the one scale present)")
+    parser.add_argument("--scale", help="cpu | conv | paper | smoke (default: the one scale present)")
     parser.add_argument("--root", type=Path, help="results folder with runs/ (default: paths.results_dir())")
     parser.add_argument("--out", type=Path, help="output folder (default: the results folder)")
     parser.add_argument("--paper", type=Path, help="paper CSV (default: the spec's paper_csv)")
@@ -390,8 +399,19 @@ def main(argv: list[str] | None = None) -> int:
     paper = load_paper(args.paper or REPO_ROOT / spec["paper_csv"])
     table = build_table(spec, spec_records(spec, args.root), paper, args.scale, args.root)
     out = args.out or args.root or results_dir()
-    for ext, render in (("md", to_markdown), ("csv", to_csv), ("tex", to_latex)):
-        print(write_atomic(out / f"{spec['name']}.{ext}", render(table)))
+    stem = output_stem(spec["name"], args.scale)
+    md = to_markdown(table)
+    from .curveplot import plot as plot_curves  # the runs' loss curves, where their records have them (#22)
+
+    png = plot_curves(table.records, out / "figures" / f"{stem}_curves.png",
+                      f"{spec['name']} ({table.scale}): dev loss (solid, best marked) and train loss (dashed)",
+                      args.root)
+    if png is not None:
+        md += (f"\nLoss curves of every run shown: [figures/{png.name}](figures/{png.name}) (dev loss per evaluation, "
+               "train loss per logging window; each panel in its method's loss units).\n")
+    print(write_atomic(out / f"{stem}.md", md))
+    for ext, render in (("csv", to_csv), ("tex", to_latex)):
+        print(write_atomic(out / f"{stem}.{ext}", render(table)))
     return 0
 
 
