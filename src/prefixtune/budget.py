@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from .paths import REPO_ROOT, results_dir
-from .results import iter_records, overrides_digest, record_path, run_id
+from .results import iter_records, overrides_digest, read_record, record_path, run_id, steps_trained
 
 _DATA_SOURCES = {"e2e": 630, "webnlg": 1862, "dart": 5097}  # unique test sources (data/*/DATA.md)
 
@@ -45,15 +45,6 @@ def _cell(exp: str) -> dict:
             "data": over.get("data")}
 
 
-def _steps(rec) -> int | None:
-    if isinstance(rec.metrics.get("train/steps"), (int, float)):
-        return int(rec.metrics["train/steps"])
-    for note in rec.notes:
-        if note.startswith("trained ") and " optimiser steps" in note:
-            return int(note.split()[1])
-    return None
-
-
 def _decoded(rec) -> int | None:
     for note in rec.notes:
         if note.startswith("scored "):
@@ -68,7 +59,7 @@ def rates(root: Path) -> dict[tuple[str, str], dict[str, float]]:
     for r in iter_records(root, None, "finished", strict=False):
         key = (r.config["model"]["name"], r.config["method"]["name"])
         d = per.setdefault(key, {"step": [], "source": []})
-        n, m = _steps(r), _decoded(r)
+        n, m = steps_trained(r), _decoded(r)
         if n and r.timing.get("train_s"):
             d["step"].append(r.timing["train_s"] / n)
         if m and r.timing.get("decode_s"):
@@ -85,7 +76,7 @@ def plan(cells: list[str], scale: str, seeds: list[int], root: Path, overrides: 
         for seed in seeds:
             rid = run_id(c["experiment_name"], scale, seed, digest)
             path = record_path(c["group"], rid, root=root)
-            done = path.exists() and '"status": "finished"' in path.read_text(encoding="utf-8")
+            done = path.exists() and read_record(path).status == "finished"
             if not done:
                 out.append({**c, "exp": exp, "seed": seed, "run_id": rid})
     return out

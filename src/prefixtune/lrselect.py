@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from .paths import REPO_ROOT, results_dir
-from .results import RunRecord, iter_records
+from .results import RunRecord, iter_records, steps_trained
 from .tables import write_atomic
 
 CHOICE_DIR = "lr_choice"
@@ -74,7 +74,7 @@ def choose(records: list[RunRecord], select: str, factors: list[float] | None = 
         out[exp] = {"grid": g, "dev_loss": {_key(f): losses[f] for f in g},
                     "runs": {_key(f): runs[f].run_id for f in g if f in runs},
                     "chosen": chosen, "edge": edge, "missing": missing,
-                    "steps": {_key(f): _steps(runs[f]) for f in g if f in runs},
+                    "steps": {_key(f): steps_trained(runs[f]) for f in g if f in runs},
                     "paper_lr": float(any_rec.config["optim"]["lr"]), "group": any_rec.group}
     return out
 
@@ -86,13 +86,6 @@ def _key(f: float) -> str:
 def _by_factor(d: dict) -> list[tuple[str, object]]:
     """A factor-keyed dict in ascending factor order (JSON sorts "10" before "3")."""
     return sorted(d.items(), key=lambda kv: float(kv[0]))
-
-
-def _steps(rec: RunRecord) -> int | None:
-    for note in rec.notes:
-        if note.startswith("trained ") and " optimiser steps" in note:
-            return int(note.split()[1])
-    return None
 
 
 def to_markdown(choices: dict[str, dict], select: str) -> str:

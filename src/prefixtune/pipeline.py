@@ -117,7 +117,7 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
     from .decode import decode
     from .evaluate import score_split
     from .methods.base import build_method
-    from .trainer import effective_lr, fit
+    from .trainer import effective_lr, fit, step_cap
     from transformers import set_seed
 
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
@@ -182,7 +182,7 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
         metrics: dict[str, float | None] = {"train/loss": summary["train_loss"],
                                             "train/loss_final": summary["final_loss"]}
         if cfg.trainer.get("early_stopping_patience"):  # did it reach a dev-loss plateau (prefixtune.health)?
-            cap, patience = _step_cap(cfg), int(cfg.trainer.early_stopping_patience)
+            cap, patience = step_cap(cfg), int(cfg.trainer.early_stopping_patience)
             conv = health.convergence(curve["dev"], summary["global_step"], cap, patience)
             metrics.update(conv)
             rec.notes.append(health.convergence_note(conv, cap, int(cfg.trainer.eval_every or 0), patience))
@@ -236,11 +236,6 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
         rec.fail(err if isinstance(err, Exception) else RuntimeError(repr(err)))
         write_record(rec, root=root)
         raise
-
-
-def _step_cap(cfg) -> int | None:
-    caps = [int(c) for c in (cfg.trainer.get("max_steps"), cfg.scale.get("max_steps")) if c]
-    return min(caps) if caps else None
 
 
 def _protocol_notes(cfg, root: Path) -> list[str]:

@@ -385,6 +385,16 @@ def _label(cfg: dict) -> str:
     return " ".join(parts)
 
 
+def steps_trained(rec: RunRecord) -> int | None:
+    """Optimiser steps a run trained: `train/steps`, else its "trained N optimiser steps" note (pipeline)."""
+    if isinstance(rec.metrics.get("train/steps"), (int, float)):
+        return int(rec.metrics["train/steps"])
+    for note in rec.notes:
+        if note.startswith("trained ") and " optimiser steps" in note:
+            return int(note.split()[1])
+    return None
+
+
 def find_finished(config_hash: str, root: Path | str | None = None,
                   group: str | None = None) -> RunRecord | None:
     """The latest finished record whose config has this hash (the skip-if-done check), or None. Hashes are

@@ -41,9 +41,15 @@ def effective_lr(cfg: Any) -> float:
     return float(cfg.optim.lr) * float(cfg.scale.get("lr_scale", 1.0))
 
 
+def step_cap(cfg: Any) -> int | None:
+    """The optimiser-step cap: the smaller of trainer.max_steps and scale.max_steps (None: epochs decide)."""
+    caps = [int(c) for c in (cfg.trainer.get("max_steps"), cfg.scale.get("max_steps")) if c]
+    return min(caps) if caps else None
+
+
 def training_arguments(cfg: Any, out_dir: Path, report_to: list[str], n_train: int) -> TrainingArguments:
     t, o = cfg.trainer, cfg.optim
-    caps = [c for c in (t.get("max_steps"), cfg.scale.get("max_steps")) if c]
+    cap = step_cap(cfg)
     early = t.get("early_stopping_patience")
     eval_every = t.get("eval_every")
     eval_strategy = "steps" if eval_every else ("epoch" if early else "no")
@@ -55,7 +61,7 @@ def training_arguments(cfg: Any, out_dir: Path, report_to: list[str], n_train: i
         output_dir=str(out_dir), seed=int(cfg.seed), data_seed=int(cfg.seed),
         per_device_train_batch_size=int(t.batch_size), per_device_eval_batch_size=int(t.batch_size),
         gradient_accumulation_steps=int(t.grad_accum), num_train_epochs=float(t.epochs),
-        max_steps=int(min(caps)) if caps else -1,
+        max_steps=cap if cap else -1,
         learning_rate=effective_lr(cfg), weight_decay=float(o.weight_decay), adam_epsilon=float(o.adam_epsilon),
         warmup_steps=int(o.warmup_steps), max_grad_norm=float(o.max_grad_norm), lr_scheduler_type=o.scheduler,
         optim="adamw_torch", bf16=bool(t.bf16), logging_steps=int(t.log_every), report_to=report_to,
