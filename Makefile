@@ -57,12 +57,12 @@ repeat = '$(1)=choice($(2))'
 
 # The converged protocol (SCALE=conv, conf/scale/conv.yaml; issue #22): stage 1 runs each cell briefly at every
 # learning-rate factor of conf/scale/conv_select.yaml (experiment varies slowest: a cell's grid completes first) and
-# picks the factor on dev (prefixtune.lrselect -> results/lr_choice/); stage 2 trains SEEDS seeds of each cell at
+# picks the factor on dev, extending a cell's grid past an edge choice (prefixtune.lrselect --run ->
+# results/lr_choice/); stage 2 trains SEEDS seeds of each cell at
 # its chosen rate to a dev-loss plateau. Every step skips finished runs; `prefixtune.budget` prints what is left.
 CONV := $(filter conv,$(SCALE))
 SEEDS ?= $(if $(CONV),1$(comma)2$(comma)3,1)
-lr_grid = $(shell $(PY) -m prefixtune.lrselect conv_select --grid)
-lrselect = $(PY) -m prefixtune.train --multirun experiment=$(subst $(space),$(comma),$(strip $(1))) scale=conv_select 'scale.lr_scale=choice($(lr_grid))' $(if $(HYDRA_LAUNCHER),hydra/launcher=$(HYDRA_LAUNCHER)) && $(PY) -m prefixtune.lrselect conv_select
+lrselect = $(PY) -m prefixtune.lrselect conv_select --run $(strip $(1)) $(if $(HYDRA_LAUNCHER),--override hydra/launcher=$(HYDRA_LAUNCHER))
 budget = $(PY) -m prefixtune.budget --scale $(SCALE) --seeds $(SEEDS) $(if $(CONV),--select conv_select) $(1)
 
 table2:  ## ACL Table 2 (SCALE=cpu default | conv | paper | smoke): run missing cells, then write results/table2.{md,csv,tex}

@@ -101,9 +101,56 @@ def test_the_grid_lives_once_in_conf_and_the_makefile_sweeps_it():
 
     out = subprocess.run(["make", "-n", "table2", "SCALE=conv", "TABLE2_DATA=e2e", "TABLE2_ROWS=prefix"],
                          cwd=paths.REPO_ROOT, capture_output=True, text=True, check=True).stdout
-    assert f"scale=conv_select 'scale.lr_scale=choice({','.join(f'{f:g}' for f in conf_grid)})'" in out
-    assert "prefixtune.lrselect conv_select" in out and "'seed=choice(1,2,3)'" in out
-    assert out.index("prefixtune.budget") < out.index("scale=conv_select") < out.index("scale=conv ")
+    assert "prefixtune.lrselect conv_select --run table2/e2e_prefix" in out and "'seed=choice(1,2,3)'" in out
+    assert out.index("prefixtune.budget") < out.index("lrselect conv_select --run") < out.index("scale=conv ")
+    ratio, most = lrselect.extension("conv_select")
+    assert ratio > 1 and most >= 1
+
+
+def test_a_choice_on_an_edge_extends_that_cells_grid_until_it_is_interior():
+    recs = [_select_record("a", f, loss) for f, loss in zip(GRID, (3.0, 2.5, 2.0))]  # top edge
+    recs += [_select_record("b", f, loss) for f, loss in zip(GRID, (2.0, 2.5, 3.0))]  # bottom edge
+    recs += [_select_record("c", f, loss) for f, loss in zip(GRID, (3.0, 2.0, 3.0))]  # interior
+    got = lrselect.choose(recs, "conv_select", GRID, extend=(3.0, 2))
+    assert got["a"]["chosen"] is None and got["a"]["missing"] == [30.0] and got["a"]["extended"] == [30.0]
+    assert got["b"]["missing"] == [pytest.approx(1 / 3, rel=1e-5)] and got["c"]["chosen"] == 3.0
+    assert "extension past the edge" in lrselect.to_markdown(got, "conv_select")
+    # x30 still best: one more extension (x90); x90 worse: x30 is interior, the grid says it was extended
+    got = lrselect.choose(recs + [_select_record("a", 30, 1.9)], "conv_select", GRID, extend=(3.0, 2))["a"]
+    assert got["missing"] == [90.0]
+    got = lrselect.choose(recs + [_select_record("a", 30, 1.9), _select_record("a", 90, 2.4)], "conv_select", GRID,
+                          extend=(3.0, 2))["a"]
+    assert got["chosen"] == 30.0 and got["edge"] is None and got["grid"] == GRID + [30.0, 90.0]
+    assert "grid extended past its edge by x30, x90" in lrselect.to_markdown({"a": got}, "conv_select")
+    # the extensions run out: the edge is flagged, not extended further
+    got = lrselect.choose(recs + [_select_record("a", 30, 1.9), _select_record("a", 90, 1.8)], "conv_select", GRID,
+                          extend=(3.0, 2))["a"]
+    assert got["chosen"] == 90.0 and got["edge"] == "top" and got["missing"] == []
+
+
+def test_the_stage_one_driver_runs_the_base_grid_then_each_extension_and_stops(tmp_path, monkeypatch):
+    """`lrselect --run` with a fake runner that writes the records a real multirun would: the dev loss falls
+    with the rate up to x30, so the driver must run the base grid, then x90 for the top-edge cell, then stop."""
+    monkeypatch.setattr(lrselect, "grid", lambda select="conv_select": list(GRID))
+    monkeypatch.setattr(lrselect, "extension", lambda select="conv_select": (3.0, 2))
+    calls = []
+
+    def runner(cells, factors, select, extra):
+        calls.append((tuple(cells), tuple(factors)))
+        for cell in cells:
+            exp = cell.replace("/", "-")
+            for f in factors:
+                loss = {"table2-e2e_prefix": {1: 3, 3: 2, 10: 2.5}}.get(exp, {}).get(f, abs(f - 30) + 1)
+                write_record(_select_record(exp, f, float(loss)), root=tmp_path)
+
+    got = lrselect.run(["table2/e2e_prefix", "table2/e2e_adapter01"], "conv_select", tmp_path, runner=runner)
+    assert calls == [(("table2/e2e_prefix", "table2/e2e_adapter01"), tuple(GRID)),
+                     (("table2/e2e_adapter01",), (30.0,)), (("table2/e2e_adapter01",), (90.0,))]
+    assert got["table2-e2e_prefix"]["chosen"] == 3.0 and got["table2-e2e_adapter01"]["chosen"] == 30.0
+    assert (tmp_path / "lr_choice" / "conv_select.json").exists()
+    calls.clear()
+    lrselect.run(["table2/e2e_prefix", "table2/e2e_adapter01"], "conv_select", tmp_path, runner=runner)
+    assert calls == []  # everything run: nothing is rerun
 
 
 # --- the plateau rule (prefixtune.health.convergence) ------------------------------------------------------

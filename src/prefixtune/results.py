@@ -39,7 +39,7 @@ VOLATILE_KEYS = (
     "logger", "*.logger", "wandb", "*.wandb",  # W&B mode/project/tags, console logging
     "force",                              # the rerun switch itself
     "scale.lr_grid",                      # the learning-rate grid a selection run belongs to, not its rate
-                                          # (scale.lr_scale): extending the grid keeps the runs made (lrselect)
+    "scale.lr_grid_extend",               # (scale.lr_scale): extending the grid keeps the runs made (lrselect)
     "output_root",                        # where the records are written, not what they hold
     "isolate",                            # one child process per cell or in-process: same computation
     "num_workers", "*.num_workers",       # data-loader processes: throughput only
