@@ -236,6 +236,33 @@ def test_the_record_says_when_the_warmup_covers_the_whole_capped_run():
     assert _warmup_note(_compose("experiment=table2/e2e_prefix", "scale=cpu"), 100) == ""
 
 
+def test_the_conv_scale_caps_the_low_data_warmup_at_half_the_run_and_leaves_other_cells_alone(tmp_path):
+    """Issue #22: under conv, ACL Table 8's 100-step FT runs (sizes 50/100) would be all warmup; the warmup is
+    the paper's 100 steps but at most scale.lowdata_warmup_share of the run. The cpu scale's configs, and so its
+    records' identities, do not change."""
+    from prefixtune.pipeline import _warmup_note
+    from prefixtune.results import config_hash
+    from omegaconf import OmegaConf
+
+    def conv(exp):
+        return _compose(f"experiment={exp}", "scale=conv", "scale.lr_scale=1.0", f"output_root={tmp_path}", base=())
+
+    ft, prefix, big = conv("fig3/e2e_finetune_100"), conv("fig3/e2e_prefix_100"), conv("fig3/e2e_finetune_500")
+    assert (int(ft.optim.warmup_steps), int(prefix.optim.warmup_steps), int(big.optim.warmup_steps)) == (50, 100, 100)
+    assert _warmup_note(ft, 100) == (", linear schedule after 50 warmup steps, at most 0.5 of the run: "
+                                     "scale.lowdata_warmup_share")
+    assert int(conv("table2/e2e_prefix").optim.warmup_steps) == 0
+    cpu = _compose("experiment=fig3/e2e_finetune_100", "scale=cpu")
+    assert int(cpu.optim.warmup_steps) == 100 and "lowdata_warmup_share" not in cpu.scale
+    # the share is volatile in the hash: the value that matters is hashed where it lands (optim.warmup_steps)
+    a, b = (OmegaConf.to_container(c, resolve=True) for c in (ft, conv("fig3/e2e_finetune_100")))
+    b["scale"]["lowdata_warmup_share"] = 0.25
+    assert config_hash(a) == config_hash(b)
+    with pytest.raises(ValueError, match="lowdata_warmup_share must be in"):
+        from prefixtune.trainer import warmup_within
+        warmup_within(100, 1.5, 100)
+
+
 def test_a_low_data_record_names_its_subset_and_the_split_it_was_drawn_from():
     from prefixtune.pipeline import _training_note
 

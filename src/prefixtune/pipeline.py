@@ -64,7 +64,9 @@ def _warmup_note(cfg, steps: int) -> str:
     w = int(cfg.optim.get("warmup_steps") or 0)
     if not w:
         return ""
-    return f", {cfg.optim.scheduler} schedule after {w} warmup steps" + (
+    share = cfg.scale.get("lowdata_warmup_share")  # only low-data cells warm up (conf/optim/lowdata.yaml)
+    capped = f", at most {float(share):g} of the run: scale.lowdata_warmup_share" if share else ""
+    return f", {cfg.optim.scheduler} schedule after {w} warmup steps{capped}" + (
         f" (warmup covers all {steps} steps run: the peak rate is reached only at the end)" if w >= steps else "")
 
 

@@ -40,6 +40,8 @@ VOLATILE_KEYS = (
     "force",                              # the rerun switch itself
     "scale.lr_grid",                      # the learning-rate grid a selection run belongs to, not its rate
     "scale.lr_grid_extend",               # (scale.lr_scale): extending the grid keeps the runs made (lrselect)
+    "scale.lowdata_warmup_share",         # a scale's setting for the low-data optimiser: hashed where it lands
+                                          # (optim.warmup_steps of the cells it changes), not in every cell
     "output_root",                        # where the records are written, not what they hold
     "isolate",                            # one child process per cell or in-process: same computation
     "num_workers", "*.num_workers",       # data-loader processes: throughput only

@@ -34,6 +34,9 @@ OmegaConf.register_new_resolver("native_bf16", provenance.native_bf16, replace=T
 # `${lr_choice:root,select,experiment}`: the learning-rate factor chosen on dev (conf/scale/conv.yaml, prefixtune.lrselect)
 OmegaConf.register_new_resolver("lr_choice", lambda root, select, exp: lrselect.chosen_factor(root, select, exp),
                                 replace=True)
+# `${warmup_within:steps,share,cap...}`: warmup steps capped at a share of the run (conf/optim/lowdata.yaml)
+OmegaConf.register_new_resolver("warmup_within", lambda *a: __import__("prefixtune.trainer", fromlist=["x"])
+                                .warmup_within(*a), replace=True)
 
 
 def run(cfg: DictConfig, overrides: list[str] | None = None) -> Any:

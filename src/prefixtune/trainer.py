@@ -47,6 +47,19 @@ def step_cap(cfg: Any) -> int | None:
     return min(caps) if caps else None
 
 
+def warmup_within(steps: int, share: float | None, *caps: int | None) -> int:
+    """`${warmup_within:100,share,trainer.max_steps,scale.max_steps}` (conf/optim/lowdata.yaml): the paper's warmup
+    steps, but at most `share` of the run (the smallest cap), so a short run is never all warmup with its peak
+    rate at its last step (ACL Table 8: low-data FT runs 100 steps after a 100-step warmup). `share` null: the
+    steps as given (cpu and paper scales)."""
+    run = [int(c) for c in caps if c]
+    if share is None or not run:
+        return int(steps)
+    if not 0.0 < float(share) <= 1.0:
+        raise ValueError(f"scale.lowdata_warmup_share must be in (0, 1], got {share}")
+    return min(int(steps), int(float(share) * min(run)))
+
+
 def training_arguments(cfg: Any, out_dir: Path, report_to: list[str], n_train: int) -> TrainingArguments:
     t, o = cfg.trainer, cfg.optim
     cap = step_cap(cfg)
