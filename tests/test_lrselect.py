@@ -223,7 +223,8 @@ def test_a_cell_under_the_protocol_records_its_rate_choice_and_its_plateau(tmp_p
                  f"output_root={root}", "+scale.select=conv_select",
                  "scale.lr_scale='${lr_choice:${output_root},${scale.select},${experiment_name}}'",
                  "scale.max_steps=12", "trainer.eval_every=2", "trainer.save_every=2", "trainer.log_every=2",
-                 "trainer.early_stopping_patience=2", "decode.max_new_tokens=12", "decode.num_beams=2"]
+                 "trainer.early_stopping_patience=2", "decode.max_new_tokens=12", "decode.num_beams=2",
+                 "optim.scheduler=reduce_lr_on_plateau", "+optim.scheduler_kwargs={factor:0.5,patience:0}"]
     cfg = _compose(*overrides, base=())
     try:
         rec = prefixtune.train.run(cfg, overrides)
@@ -234,6 +235,16 @@ def test_a_cell_under_the_protocol_records_its_rate_choice_and_its_plateau(tmp_p
     assert any(n.startswith("early stopping on the dev loss (evaluated every 2 steps, patience 2)") for n in rec.notes)
     assert {"train/plateau", "train/best_step", "train/steps", "train/stopped_early"} <= set(rec.metrics)
     assert rec.metrics["train/steps"] <= 12
+    # conv's schedule (conf/scale/conv.yaml): the rate starts constant (a linear decay over 12 steps would be at
+    # 5/6 of it by step 2) and only ever halves, at dev evaluations
+    from prefixtune import curveplot, trainer
+
+    assert any("ReduceLROnPlateau" in n for n in rec.notes), "\n".join(rec.notes)
+    lr0 = trainer.effective_lr(cfg)
+    lrs = [lr for _, _, lr in curveplot.load_curves(rec, root)["train"]]
+    assert lrs[0] == pytest.approx(lr0)
+    assert all(any(lr == pytest.approx(lr0 * 0.5 ** k) for k in range(8)) for lr in lrs)
+    assert lrs == sorted(lrs, reverse=True)
 
 
 # --- the tables of another scale and their loss curves ----------------------------------------------------

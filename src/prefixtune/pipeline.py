@@ -62,6 +62,10 @@ def _warmup_note(cfg, steps: int) -> str:
     """The warmup, when there is one: a step cap (cpu scale: 100) can leave the low-data 100-step warmup (§2.5)
     covering the whole run, so the rate peaks only at its last step -- a deviation the record must say."""
     w = int(cfg.optim.get("warmup_steps") or 0)
+    if cfg.optim.scheduler == "reduce_lr_on_plateau":  # conf/scale/conv.yaml: not the paper's linear decay
+        kw = dict(cfg.optim.get("scheduler_kwargs") or {})
+        return (f", constant, x{kw.get('factor', 0.1):g} whenever the dev loss has not improved for "
+                f"{int(kw.get('patience', 10)) + 1} evaluations (ReduceLROnPlateau; the paper decays it linearly)")
     if not w:
         return ""
     share = cfg.scale.get("lowdata_warmup_share")  # only low-data cells warm up (conf/optim/lowdata.yaml)

@@ -77,6 +77,7 @@ def training_arguments(cfg: Any, out_dir: Path, report_to: list[str], n_train: i
         max_steps=cap if cap else -1,
         learning_rate=effective_lr(cfg), weight_decay=float(o.weight_decay), adam_epsilon=float(o.adam_epsilon),
         warmup_steps=int(o.warmup_steps), max_grad_norm=float(o.max_grad_norm), lr_scheduler_type=o.scheduler,
+        lr_scheduler_kwargs=dict(o.get("scheduler_kwargs") or {}),  # conv: ReduceLROnPlateau's factor/patience
         optim="adamw_torch", bf16=bool(t.bf16), logging_steps=int(t.log_every), report_to=report_to,
         run_name=cfg.get("run_id"), eval_strategy=eval_strategy,
         save_strategy="steps" if eval_strategy != "epoch" else "epoch", save_steps=save_every,
