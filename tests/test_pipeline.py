@@ -244,13 +244,16 @@ def test_the_conv_scale_caps_the_low_data_warmup_at_half_the_run_and_leaves_othe
     from prefixtune.results import config_hash
     from omegaconf import OmegaConf
 
-    def conv(exp):
-        return _compose(f"experiment={exp}", "scale=conv", "scale.lr_scale=1.0", f"output_root={tmp_path}", base=())
+    def conv(exp, *extra):
+        return _compose(f"experiment={exp}", "scale=conv", "scale.lr_scale=1.0", f"output_root={tmp_path}", *extra,
+                        base=())
 
     ft, prefix, big = conv("fig3/e2e_finetune_100"), conv("fig3/e2e_prefix_100"), conv("fig3/e2e_finetune_500")
     assert (int(ft.optim.warmup_steps), int(prefix.optim.warmup_steps), int(big.optim.warmup_steps)) == (50, 100, 100)
-    assert _warmup_note(ft, 100) == (", linear schedule after 50 warmup steps, at most 0.5 of the run: "
-                                     "scale.lowdata_warmup_share")
+    # conv's stage-2 schedule (ReduceLROnPlateau) reaches low-data cells too and has no warmup: refused below;
+    # with the paper's linear schedule the note names the capped warmup
+    assert _warmup_note(conv("fig3/e2e_finetune_100", "optim.scheduler=linear"), 100) == (
+        ", linear schedule after 50 warmup steps, at most 0.5 of the run: scale.lowdata_warmup_share")
     assert int(conv("table2/e2e_prefix").optim.warmup_steps) == 0
     cpu = _compose("experiment=fig3/e2e_finetune_100", "scale=cpu")
     assert int(cpu.optim.warmup_steps) == 100 and "lowdata_warmup_share" not in cpu.scale
@@ -261,6 +264,12 @@ def test_the_conv_scale_caps_the_low_data_warmup_at_half_the_run_and_leaves_othe
     with pytest.raises(ValueError, match="lowdata_warmup_share must be in"):
         from prefixtune.trainer import warmup_within
         warmup_within(100, 1.5, 100)
+    # conv's plateau schedule would drop that warmup silently (HF's ReduceLROnPlateau has none): refused, by key
+    from prefixtune.trainer import training_arguments
+    with pytest.raises(ValueError, match="optim.scheduler=reduce_lr_on_plateau ignores optim.warmup_steps=50"):
+        training_arguments(ft, tmp_path / "out", [], 100)
+    assert training_arguments(conv("table2/e2e_prefix"), tmp_path / "out", [], 100).lr_scheduler_type.value == \
+        "reduce_lr_on_plateau"
 
 
 def test_a_low_data_record_names_its_subset_and_the_split_it_was_drawn_from():

@@ -62,6 +62,11 @@ def warmup_within(steps: int, share: float | None, *caps: int | None) -> int:
 
 def training_arguments(cfg: Any, out_dir: Path, report_to: list[str], n_train: int) -> TrainingArguments:
     t, o = cfg.trainer, cfg.optim
+    if o.scheduler == "reduce_lr_on_plateau" and int(o.warmup_steps):
+        # HF builds ReduceLROnPlateau without any warmup (transformers.optimization.get_scheduler): refuse rather
+        # than train a cell whose record says it warmed up when it did not
+        raise ValueError(f"optim.scheduler=reduce_lr_on_plateau ignores optim.warmup_steps={int(o.warmup_steps)} "
+                         "(HF applies no warmup to it); set optim.warmup_steps=0 or another optim.scheduler")
     cap = step_cap(cfg)
     early = t.get("early_stopping_patience")
     eval_every = t.get("eval_every")
