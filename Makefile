@@ -103,15 +103,18 @@ fig4:  ## ACL Figure 4: prefix-length sweep (Hydra --multirun over method.length
 # ACL Figures 3 and 5: low-data E2E. The paper: 5 sampled subsets x 2 seeds per size (Fig. 3), several seeds per
 # init (Fig. 5); at cpu scale fewer (2 subsets x 1 seed; 2 seeds), to fit the 2-hour budget. Subset ids: results/lowdata_splits.
 FIG3_SIZES := 50 100 200 500
+FIG3_CELLS = $(foreach m,prefix finetune,$(foreach s,$(FIG3_SIZES),fig3/e2e_$(m)_$(s)))
 FIG3_SUBSETS ?= $(if $(PAPER),0$(comma)1$(comma)2$(comma)3$(comma)4,0$(comma)1)
 FIG3_SEEDS ?= $(if $(PAPER),1$(comma)2,1)
 fig3:  ## ACL Figure 3: low-data E2E, prefix vs fine-tuning at 50/100/200/500 examples -> results/fig3.{md,csv} + PNG
-	$(call multirun,$(foreach m,prefix finetune,$(foreach s,$(FIG3_SIZES),fig3/e2e_$(m)_$(s))),,$(call repeat,data.lowdata.subset,$(FIG3_SUBSETS)) $(call repeat,seed,$(FIG3_SEEDS)))
+	$(if $(CONV),$(call lrselect,$(FIG3_CELLS)))
+	$(call multirun,$(FIG3_CELLS),,$(call repeat,data.lowdata.subset,$(FIG3_SUBSETS)) $(call repeat,seed,$(FIG3_SEEDS)))
 	$(PY) -m prefixtune.sweeps fig3 --scale $(SCALE)
 
 FIG5_WORDS ?= "active","elephant","summarize","table-to-text:","banana","beautiful","divide","keep"
 FIG5_SEEDS ?= $(if $(PAPER),1$(comma)2$(comma)3,1$(comma)2)
 fig5:  ## ACL Figure 5: random vs real-word initialisation, low-data E2E (100 examples) -> results/fig5.{md,csv} + PNG
+	$(if $(CONV),$(call lrselect,fig5/e2e_random fig5/e2e_words))
 	$(call multirun,fig5/e2e_random,,$(call repeat,seed,$(FIG5_SEEDS)))
 	$(call multirun,fig5/e2e_words,'method.init.words=$(FIG5_WORDS)',$(call repeat,seed,$(FIG5_SEEDS)))
 	$(PY) -m prefixtune.sweeps fig5 --scale $(SCALE)

@@ -250,9 +250,9 @@ def test_the_conv_scale_caps_the_low_data_warmup_at_half_the_run_and_leaves_othe
 
     ft, prefix, big = conv("fig3/e2e_finetune_100"), conv("fig3/e2e_prefix_100"), conv("fig3/e2e_finetune_500")
     assert (int(ft.optim.warmup_steps), int(prefix.optim.warmup_steps), int(big.optim.warmup_steps)) == (50, 100, 100)
-    # conv's stage-2 schedule (ReduceLROnPlateau) reaches low-data cells too and has no warmup: refused below;
-    # with the paper's linear schedule the note names the capped warmup
-    assert _warmup_note(conv("fig3/e2e_finetune_100", "optim.scheduler=linear"), 100) == (
+    # the low-data cells keep the paper's linear schedule under conv (their optim group beats the scale's); the
+    # note names the capped warmup
+    assert _warmup_note(ft, 100) == (
         ", linear schedule after 50 warmup steps, at most 0.5 of the run: scale.lowdata_warmup_share")
     assert int(conv("table2/e2e_prefix").optim.warmup_steps) == 0
     cpu = _compose("experiment=fig3/e2e_finetune_100", "scale=cpu")
@@ -264,12 +264,36 @@ def test_the_conv_scale_caps_the_low_data_warmup_at_half_the_run_and_leaves_othe
     with pytest.raises(ValueError, match="lowdata_warmup_share must be in"):
         from prefixtune.trainer import warmup_within
         warmup_within(100, 1.5, 100)
-    # conv's plateau schedule would drop that warmup silently (HF's ReduceLROnPlateau has none): refused, by key
+    # the plateau schedule forced onto a low-data cell would drop that warmup silently (HF's ReduceLROnPlateau has
+    # none): refused, by key
     from prefixtune.trainer import training_arguments
     with pytest.raises(ValueError, match="optim.scheduler=reduce_lr_on_plateau ignores optim.warmup_steps=50"):
-        training_arguments(ft, tmp_path / "out", [], 100)
+        training_arguments(conv("fig3/e2e_finetune_100", "optim.scheduler=reduce_lr_on_plateau"), tmp_path / "out",
+                           [], 100)
     assert training_arguments(conv("table2/e2e_prefix"), tmp_path / "out", [], 100).lr_scheduler_type.value == \
         "reduce_lr_on_plateau"
+
+
+def test_low_data_cells_keep_the_papers_schedule_and_cadence_under_the_conv_scales(tmp_path):
+    """Issue #22: conv's full-data settings (plateau schedule, dev loss every 50 steps, patience 6) are trainer and
+    optim *groups*, so the low-data experiments' own groups (ACL Table 8's protocol: linear decay after a warmup,
+    dev loss every 20 steps, patience 3) win under conv and conv_select; full-data cells get conv's."""
+    def compose(exp, scale):
+        return _compose(f"experiment={exp}", f"scale={scale}", "scale.lr_scale=1.0", f"output_root={tmp_path}",
+                        base=())
+
+    for scale in ("conv", "conv_select"):
+        low = compose("fig3/e2e_prefix_100", scale)
+        assert (low.optim.scheduler, int(low.trainer.eval_every), int(low.trainer.save_every),
+                low.trainer.early_stopping_patience, int(low.optim.warmup_steps)) == ("linear", 20, 20, 3, 100), scale
+        assert "scheduler_kwargs" not in low.optim
+    full = compose("table2/e2e_prefix", "conv")
+    assert (full.optim.scheduler, dict(full.optim.scheduler_kwargs), int(full.trainer.eval_every),
+            int(full.trainer.save_every), full.trainer.early_stopping_patience) == (
+        "reduce_lr_on_plateau", {"factor": 0.5, "patience": 1}, 50, 50, 6)
+    sel = compose("table2/e2e_prefix", "conv_select")
+    assert (sel.optim.scheduler, int(sel.trainer.eval_every), sel.trainer.early_stopping_patience) == (
+        "linear", 50, None)
 
 
 def test_a_low_data_record_names_its_subset_and_the_split_it_was_drawn_from():

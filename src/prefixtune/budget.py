@@ -25,18 +25,18 @@ def _yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 
 
-def _scale(name: str) -> dict:
+def scale_keys(name: str) -> dict:
     """conf/scale/<name>.yaml with its scale parents merged (only `scale:` keys matter here)."""
     cfg = _yaml(REPO_ROOT / "conf" / "scale" / f"{name}.yaml")
     out: dict = {}
     for d in cfg.get("defaults", []):
         if isinstance(d, str) and d != "_self_":
-            out.update(_scale(d))
+            out.update(scale_keys(d))
     out.update(cfg.get("scale") or {})
     return out
 
 
-def _cell(exp: str) -> dict:
+def cell_info(exp: str) -> dict:
     """experiment name, group, method, dataset of conf/experiment/<exp>.yaml."""
     cfg = _yaml(REPO_ROOT / "conf" / "experiment" / f"{exp}.yaml")
     over = {k.split("/")[-1]: v for d in cfg.get("defaults", []) if isinstance(d, dict)
@@ -72,7 +72,7 @@ def plan(cells: list[str], scale: str, seeds: list[int], root: Path, overrides: 
     out = []
     digest = overrides_digest(list(overrides))
     for exp in cells:
-        c = _cell(exp)
+        c = cell_info(exp)
         for seed in seeds:
             rid = run_id(c["experiment_name"], scale, seed, digest)
             path = record_path(c["group"], rid, root=root)
@@ -84,7 +84,7 @@ def plan(cells: list[str], scale: str, seeds: list[int], root: Path, overrides: 
 
 def estimate(missing: list[dict], scale: str, root: Path, model: str = "smollm2_135m") -> tuple[float, list[str]]:
     """Seconds for the missing runs (upper bound at the step cap) and the (model, method) pairs with no rate."""
-    sc, r = _scale(scale), rates(root)
+    sc, r = scale_keys(scale), rates(root)
     total, unknown = 0.0, []
     for m in missing:
         rate = r.get((model, m["method"]), {})
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                      + (f" (+ {', '.join(unknown)}: no finished record to time)" if unknown else ""))
     miss = plan(args.cells, args.scale, seeds, root)
     secs, unknown = estimate(miss, args.scale, root)
-    cap = _scale(args.scale).get("max_steps")
+    cap = scale_keys(args.scale).get("max_steps")
     lines.append(f"  {args.scale}: {len(miss)} of {len(args.cells) * len(seeds)} runs missing, at most ~"
                  f"{secs / 3600:.1f} h at the {cap}-step cap (early stopping usually ends sooner)"
                  + (f" (+ {', '.join(unknown)}: no finished record to time)" if unknown else ""))

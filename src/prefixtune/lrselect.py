@@ -21,6 +21,7 @@ base grid, then each extension) as Hydra multiruns and writes the choices (`make
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import math
 import subprocess
@@ -37,8 +38,10 @@ CHOICE_DIR = "lr_choice"
 
 
 def _scale_conf(select: str) -> tuple[Path, dict]:
-    path = REPO_ROOT / "conf" / "scale" / f"{select}.yaml"
-    return path, (yaml.safe_load(path.read_text(encoding="utf-8")).get("scale") or {})
+    """conf/scale/<select>.yaml and its `scale:` keys, its parent scales' merged under them."""
+    from .budget import scale_keys
+
+    return REPO_ROOT / "conf" / "scale" / f"{select}.yaml", scale_keys(select)
 
 
 def grid(select: str = "conv_select") -> list[float]:
@@ -169,48 +172,79 @@ def write(root: Path | str | None, select: str, factors: list[float] | None = No
     return choices
 
 
-def entry(root: Path | str | None, select: str, experiment: str) -> dict:
-    """The choice of one cell; a clear error when there is none (never a default rate)."""
+def source(experiment: str, share=None) -> str:
+    """The cell whose choice `experiment` uses: the value of the first pattern of `share` (scale.lr_share,
+    experiment-name glob -> experiment name) that matches it, else the cell itself."""
+    for pattern, cell in dict(share or {}).items():
+        if fnmatch.fnmatchcase(experiment, str(pattern)):
+            return str(cell)
+    return experiment
+
+
+def entry(root: Path | str | None, select: str, experiment: str, share=None) -> dict:
+    """The choice of one cell (or of the cell it shares one with); a clear error when there is none (never a
+    default rate)."""
     path = choice_path(root, select)
+    src = source(experiment, share)
+    whose = src if src == experiment else f"{src} (whose choice {experiment} shares: scale.lr_share)"
     how = (f"run its `{select}` learning-rate runs and `python -m prefixtune.lrselect {select}` "
            f"(`make table2 SCALE=conv` does both)")
     if not path.exists():
         raise ValueError(f"scale.lr_scale: no learning-rate choice file {path}; {how}")
     choices = json.loads(path.read_text(encoding="utf-8"))
-    c = choices.get(experiment)
+    c = choices.get(src)
     if c is None or c.get("chosen") is None:
         why = "not in it" if c is None else ("its grid is incomplete" if c.get("missing") else "every run diverged")
-        raise ValueError(f"scale.lr_scale: {path} has no choice for {experiment} ({why}); {how}")
+        raise ValueError(f"scale.lr_scale: {path} has no choice for {whose} ({why}); {how}")
     return c
 
 
-def chosen_factor(root: str, select: str, experiment: str) -> float:
-    """`${lr_choice:${output_root},${scale.select},${experiment_name}}` (conf/scale/conv.yaml)."""
-    return float(entry(root, select, experiment)["chosen"])
+def chosen_factor(root: str, select: str, experiment: str, share=None) -> float:
+    """`${lr_choice:${output_root},${scale.select},${experiment_name},${scale.lr_share}}` (conf/scale/conv_base.yaml)."""
+    return float(entry(root, select, experiment, share)["chosen"])
 
 
-def note(root: Path | str | None, select: str, experiment: str) -> str:
+def note(root: Path | str | None, select: str, experiment: str, share=None) -> str:
     """The record note saying where the cell's rate came from."""
-    c = entry(root, select, experiment)
+    c = entry(root, select, experiment, share)
     losses = ", ".join(f"x{k} {v:.4f}" if v is not None else f"x{k} diverged" for k, v in _by_factor(c["dev_loss"]))
     edge = f"; the choice is at the {c['edge']} of the grid" if c.get("edge") else ""
-    return (f"learning-rate factor x{_key(c['chosen'])} chosen on dev loss ({losses}) of short `{select}` runs "
+    src = source(experiment, share)
+    of = "" if src == experiment else f" of {src}, whose rate this cell shares (scale.lr_share)"
+    return (f"learning-rate factor x{_key(c['chosen'])} chosen on dev loss{of} ({losses}) of short `{select}` runs "
             f"(results/{CHOICE_DIR}/{select}.md){edge}")
 
 
 def pending(cells: list[str], select: str, root: Path | str | None = None) -> dict[str, list[float]]:
     """experiment path (conf/experiment/<path>.yaml) -> the factors its choice still needs run: the base grid for a
-    cell with no selection run yet, else what `choose` lists as missing (an incomplete grid or a new extension)."""
-    from .budget import _cell
+    cell with no selection run yet, else what `choose` lists as missing (an incomplete grid or a new extension).
+    A cell that shares another's choice (scale.lr_share) stands for that cell: the runs go to the cell whose
+    choice it uses, once however many of `cells` share it."""
+    from .budget import cell_info
 
     choices = choose(list(iter_records(Path(root or results_dir()), None, "finished", strict=False)), select)
+    share = _scale_conf(select)[1].get("lr_share")
     out = {}
     for cell in cells:
-        c = choices.get(_cell(cell)["experiment_name"])
+        name = cell_info(cell)["experiment_name"]
+        src = source(name, share)
+        if src != name:
+            cell = experiment_path(src)
+        c = choices.get(src)
         todo = grid(select) if c is None else list(c["missing"])
         if todo:
             out[cell] = todo
     return out
+
+
+def experiment_path(name: str) -> str:
+    """conf/experiment/<path>.yaml (as `<path>`) whose experiment_name is `name`; a clear error if none is."""
+    base = REPO_ROOT / "conf" / "experiment"
+    for p in sorted(base.rglob("*.yaml")):
+        path = p.relative_to(base).with_suffix("").as_posix()
+        if (yaml.safe_load(p.read_text(encoding="utf-8")) or {}).get("experiment_name") == name:
+            return path
+    raise ValueError(f"scale.lr_share names {name}, which no conf/experiment/*.yaml sets as experiment_name")
 
 
 def _multirun(cells: list[str], factors: list[float], select: str, extra: list[str]) -> None:

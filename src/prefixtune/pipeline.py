@@ -253,7 +253,7 @@ def _protocol_notes(cfg, root: Path) -> list[str]:
         return [f"learning-rate selection run (factor x{float(sc.lr_scale):g} of the grid "
                 f"{[float(x) for x in sc.lr_grid]}): dev loss only, nothing decoded; not a result"]
     if sc.get("select"):
-        return [lrselect.note(root, str(sc.select), str(cfg.experiment_name))]
+        return [lrselect.note(root, str(sc.select), str(cfg.experiment_name), sc.get("lr_share"))]
     return []
 
 

@@ -31,9 +31,10 @@ def _pt_path(name: str) -> str:
 OmegaConf.register_new_resolver("pt_path", _pt_path, replace=True)
 # `${native_bf16:}`: bf16 autocast where the hardware computes bf16 natively (conf/scale/cpu.yaml)
 OmegaConf.register_new_resolver("native_bf16", provenance.native_bf16, replace=True)
-# `${lr_choice:root,select,experiment}`: the learning-rate factor chosen on dev (conf/scale/conv.yaml, prefixtune.lrselect)
-OmegaConf.register_new_resolver("lr_choice", lambda root, select, exp: lrselect.chosen_factor(root, select, exp),
-                                replace=True)
+# `${lr_choice:root,select,experiment[,share]}`: the learning-rate factor chosen on dev (conf/scale/conv_base.yaml,
+# prefixtune.lrselect); `share` maps experiment-name patterns to the cell whose choice they use
+OmegaConf.register_new_resolver("lr_choice", lambda root, select, exp, share=None: lrselect.chosen_factor(
+    root, select, exp, share), replace=True)
 # `${warmup_within:steps,share,cap...}`: warmup steps capped at a share of the run (conf/optim/lowdata.yaml)
 OmegaConf.register_new_resolver("warmup_within", lambda *a: __import__("prefixtune.trainer", fromlist=["x"])
                                 .warmup_within(*a), replace=True)
