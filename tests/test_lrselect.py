@@ -239,6 +239,10 @@ def test_budget_counts_missing_runs_and_times_them_from_records(tmp_path):
     assert unknown == [] and math.isclose(secs, 2 * ((cap + cap // 50 * 20 / 3) * 1.2 + 630 * 0.6))
     sel = budget.plan(["table2/e2e_prefix"], "conv_select", [1], tmp_path, ["scale.lr_scale=3"])
     assert sel[0]["run_id"].startswith("table2-e2e_prefix__conv_select__s1__o")
+    # a resumed run: train_s timed only the last process's steps (timing.train_timed_steps), so s/step uses those
+    done.timing = {"train_s": 120.0, "decode_s": 60.0, "train_timed_steps": 50}
+    write_record(done, root=tmp_path)
+    assert math.isclose(budget.rates(tmp_path)[("smollm2_135m", "prefix")]["step"], 120.0 / 50)
 
 
 # --- end to end on a tiny model: a conv-like cell reads its chosen rate and records its plateau -----------

@@ -304,6 +304,8 @@ def test_fit_resumes_after_a_crash_to_the_same_result(variant, model):
     (straight, a), (resumed, b) = runs["straight"], runs["resume"]
     assert resumed["resumed_from"] == "checkpoint-4" and straight["resumed_from"] is None
     assert resumed["global_step"] == straight["global_step"] == STEPS
+    # train_s of the resumed process times only the steps it ran (prefixtune.budget divides by these)
+    assert (straight["timed_steps"], resumed["timed_steps"]) == (STEPS, STEPS - 4)
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a), "resumed training ended elsewhere"
 
 

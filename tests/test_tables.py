@@ -342,6 +342,19 @@ def test_cli_writes_three_files(tmp_path):
     assert r"60.5 $\pm$ 0.2" in tex and r"\begin{tabular}" in tex and "Adapter (0.1\\%)" in tex
 
 
+def test_the_heading_names_the_newest_records_scale_label_and_a_relabelled_record_still_counts():
+    """A scale's label is words (volatile in the hash): a record written under an older label is the same config,
+    and the table describes the scale with the newest record's label, not a join of every wording."""
+    recs = load_fixture()
+    recs[0].config = {**recs[0].config, "scale": {**recs[0].config["scale"], "label": "newer words"}}
+    recs[0].finished_at = "2026-02-01T00:00:00+00:00"
+    md = tables.to_markdown(build(recs))
+    head = next(line for line in md.splitlines() if "Scale:" in line)
+    assert "Scale: newer words" in head and "capped steps" not in head
+    assert md.count("| ours |") == tables.to_markdown(build()).count("| ours |")
+    assert "earlier config" not in md
+
+
 def _regen() -> None:
     RECORDS.mkdir(parents=True, exist_ok=True)
     for p in RECORDS.glob("*.json"):

@@ -59,7 +59,8 @@ def rates(root: Path) -> dict[tuple[str, str], dict[str, float]]:
     for r in iter_records(root, None, "finished", strict=False):
         key = (r.config["model"]["name"], r.config["method"]["name"])
         d = per.setdefault(key, {"step": [], "source": []})
-        n, m = steps_trained(r), _decoded(r)
+        # a resumed run's train_s times only the steps of its last process (timing.train_timed_steps)
+        n, m = r.timing.get("train_timed_steps") or steps_trained(r), _decoded(r)
         if n and r.timing.get("train_s"):
             d["step"].append(r.timing["train_s"] / n)
         if m and r.timing.get("decode_s"):

@@ -168,6 +168,10 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
         cpu0 = provenance.cpu_snapshot()
         summary = fit(method, train_f, dev_f, cfg, ckpt, report_to)
         rec.timing["train_s"] = summary.pop("train_s")
+        rec.timing["train_timed_steps"] = summary.pop("timed_steps")  # the steps train_s covers (prefixtune.budget)
+        if summary.get("resumed_from"):
+            rec.notes.append(f"resumed from {summary['resumed_from']}: timing.train_s covers the last "
+                             f"{rec.timing['train_timed_steps']} of {summary['global_step']} steps")
         rec.timing["train_speed"] = summary.pop("speed")  # prefixtune.speed settings applied (throughput only)
         cpu1 = provenance.cpu_snapshot()
         rec.notes += [f"model: {cfg.model.label}" + (" with bf16 autocast" if cfg.trainer.bf16 else ""),

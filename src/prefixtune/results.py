@@ -40,6 +40,7 @@ VOLATILE_KEYS = (
     "force",                              # the rerun switch itself
     "scale.lr_grid",                      # the learning-rate grid a selection run belongs to, not its rate
     "scale.lr_grid_extend",               # (scale.lr_scale): extending the grid keeps the runs made (lrselect)
+    "scale.label",                        # the words describing a scale (tables print the newest record's)
     "scale.lr_share",                     # which cell's choice a cell uses: hashed as the rate it resolves to
     "scale.lowdata_warmup_share",         # a scale's setting for the low-data optimiser: hashed where it lands
                                           # (optim.warmup_steps of the cells it changes), not in every cell

@@ -178,7 +178,10 @@ def build_table(spec: dict, records: Iterable[RunRecord], paper: dict, scale: st
         left_out_lines(left_out_reasons(stale, recs, _key)))
 
     models = ", ".join(dict.fromkeys(r.config["model"]["label"] for r in recs)) or "no finished runs"
-    labels = "; ".join(dict.fromkeys(r.config["scale"].get("label", scale) for r in recs)) or scale
+    # the newest record's label: a label describes the scale, is volatile in the hash (results.VOLATILE_KEYS), and
+    # an older record keeps the words it was written with
+    newest = max(recs, key=lambda r: r.finished_at or "", default=None)
+    labels = newest.config["scale"].get("label", scale) if newest else scale
     ctx = {"models": models, "scale": scale, "runs": len(recs), "spec": spec, "labels": labels}
     heading = [_fill(h, ctx) for h in spec["heading"]]
     runs = {k: [r for r in recs if _key(r) == k] for k in order}

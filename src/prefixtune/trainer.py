@@ -149,7 +149,9 @@ def fit(method, train_feats, dev_feats, cfg: Any, ckpt_dir: Path, report_to: lis
                "train_loss": whole_run_loss(trainer.state.log_history, int(result.global_step), last,
                                             float(result.training_loss)),
                "final_loss": final_loss(trainer.state.log_history),
-               "resumed_from": Path(last).name if last else None}
+               "resumed_from": Path(last).name if last else None,
+               # the steps this process ran, which train_s times (a resumed run's earlier steps ran in another one)
+               "timed_steps": int(result.global_step) - (int(Path(last).name.rsplit("-", 1)[-1]) if last else 0)}
     history = [h for h in trainer.state.log_history if "eval_loss" in h]
     if history:
         summary["dev_loss"] = min(h["eval_loss"] for h in history)
