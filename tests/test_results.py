@@ -300,9 +300,9 @@ def test_cli_list_and_validate_exit_codes(tmp_path):
 
 def test_provenance_outside_git(tmp_path, monkeypatch):
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
-    assert provenance.git_info(tmp_path) == {"sha": None, "dirty": None, "branch": None}
+    assert provenance.git_info(tmp_path) == {"sha": None, "dirty": None, "branch": None, "src_tree": None}
     monkeypatch.setenv("PATH", str(tmp_path))  # no git executable at all
-    assert provenance.git_info(tmp_path) == {"sha": None, "dirty": None, "branch": None}
+    assert provenance.git_info(tmp_path) == {"sha": None, "dirty": None, "branch": None, "src_tree": None}
 
 
 def test_git_dirty_ignores_results_and_data(tmp_path, monkeypatch):
@@ -320,6 +320,31 @@ def test_git_dirty_ignores_results_and_data(tmp_path, monkeypatch):
     assert len(info["sha"]) == 40 and info["branch"] == "main" and info["dirty"] is False
     (tmp_path / "code.py").write_text("x = 2\n")
     assert provenance.git_info(tmp_path / "results")["dirty"] is True
+
+
+def test_the_code_version_is_the_src_tree_and_a_docs_commit_keeps_it(tmp_path, monkeypatch):
+    """provenance.git.src_tree names the code that computed a record: unchanged by a commit outside src/, changed
+    by one inside it, "+dirty" with uncommitted src/ changes; an older record (sha only) is looked up in git."""
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    if subprocess.run([*git, "init", "-q", "-b", "main"], capture_output=True).returncode:
+        pytest.skip("git not available")
+
+    def commit(path, text):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+        subprocess.run([*git, "add", path], check=True)
+        subprocess.run([*git, "commit", "-q", "-m", path], check=True)
+        return provenance.git_info(tmp_path)
+
+    a = commit("src/m.py", "x = 1\n")
+    b = commit("README.md", "docs\n")
+    c = commit("src/m.py", "x = 2\n")
+    assert a["src_tree"] == b["src_tree"] != c["src_tree"] and a["sha"] != b["sha"]
+    assert provenance.code_version({"sha": a["sha"], "dirty": False}, tmp_path) == a["src_tree"]
+    assert provenance.code_version(b, tmp_path) == a["src_tree"] and provenance.code_version({}, tmp_path) is None
+    (tmp_path / "src" / "m.py").write_text("x = 3\n")
+    assert provenance.git_info(tmp_path)["src_tree"] == c["src_tree"] + "+dirty"
 
 
 def test_package_versions_hardware_memory():

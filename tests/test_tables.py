@@ -355,6 +355,20 @@ def test_the_heading_names_the_newest_records_scale_label_and_a_relabelled_recor
     assert "earlier config" not in md
 
 
+def test_a_cell_whose_seeds_ran_on_different_code_says_so():
+    """A cell's seeds share a config but may have run on different src/ trees (provenance.git.src_tree): the table
+    names each version and its runs; one version, or records without provenance, add no line."""
+    recs = load_fixture()
+    assert not [d for d in build(recs).deviations if "versions of src/" in d]
+    for r in recs:
+        r.provenance = {"git": {"sha": "0" * 40, "src_tree": "a" * 40}}
+    prefix = [r for r in recs if r.run_id.startswith("table2-e2e_prefix__")]
+    prefix[1].provenance = {"git": {"sha": "1" * 40, "src_tree": "b" * 40 + "+dirty"}}
+    lines = [d for d in build(recs).deviations if "versions of src/" in d]
+    assert lines == ["e2e prefix: its 3 runs ran on 2 versions of src/ (same config; src/ trees aaaaaaaaaa: "
+                     "table2-e2e_prefix__cpu__s1, table2-e2e_prefix__cpu__s3; bbbbbbbbbb+dirty: table2-e2e_prefix__cpu__s2)"]
+
+
 def _regen() -> None:
     RECORDS.mkdir(parents=True, exist_ok=True)
     for p in RECORDS.glob("*.json"):

@@ -49,9 +49,9 @@ def _git(repo: Path, *args: str) -> str | None:
 
 
 def git_info(repo: Path | str = REPO_ROOT) -> dict[str, Any]:
-    """{"sha", "dirty", "branch"}; all None outside a git work tree (e.g. an installed sdist)."""
+    """{"sha", "dirty", "branch", "src_tree"}; all None outside a git work tree (e.g. an installed sdist)."""
     repo = Path(repo)
-    info: dict[str, Any] = {"sha": None, "dirty": None, "branch": None}
+    info: dict[str, Any] = {"sha": None, "dirty": None, "branch": None, "src_tree": None}
     if (_git(repo, "rev-parse", "--is-inside-work-tree") or "").strip() != "true":
         return info
     sha = _git(repo, "rev-parse", "--verify", "-q", "HEAD")  # fails on a branch with no commits yet
@@ -63,7 +63,24 @@ def git_info(repo: Path | str = REPO_ROOT) -> dict[str, Any]:
     excludes = [f":(top,exclude){p}" for p in DIRTY_EXCLUDE]
     status = _git(repo, "status", "--porcelain", "--untracked-files=normal", "--", ":/", *excludes)
     info["dirty"] = None if status is None else bool(status.strip())
+    # the code that computes a number: the src/ tree of HEAD (a docs or results commit leaves it alone), "+dirty"
+    # when src/ has uncommitted changes (tables report a cell whose seeds ran on several: prefixtune.tables)
+    tree = _git(repo, "rev-parse", "-q", "--verify", "HEAD:src") if info["sha"] else None
+    src_status = _git(repo, "status", "--porcelain", "--untracked-files=normal", "--", ":(top)src")
+    info["src_tree"] = (tree.strip() + ("+dirty" if src_status and src_status.strip() else "")) if tree else None
     return info
+
+
+def code_version(git: dict | None, repo: Path | str = REPO_ROOT) -> str | None:
+    """The src/ tree a record's code had (`provenance.git.src_tree`); for a record written before that field, the
+    tree of its commit looked up in this repository (None when neither is known, e.g. outside a clone)."""
+    git = git or {}
+    if git.get("src_tree"):
+        return str(git["src_tree"])
+    if not git.get("sha"):
+        return None
+    tree = _git(Path(repo), "rev-parse", "-q", "--verify", f"{git['sha']}:src")
+    return (tree.strip() + ("+dirty" if git.get("dirty") else "")) if tree else None
 
 
 def package_versions() -> dict[str, str | None]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from .claims import Stat, diff
 from .paths import results_dir
 from .results import RunRecord, iter_records, left_out_lines, left_out_reasons, newest_config
-from .tables import compute_lines, new_figure, output_stem, save_figure, write_atomic
+from .tables import code_version_lines, compute_lines, new_figure, output_stem, save_figure, write_atomic
 
 def _init_label(cfg: dict) -> str:
     init = (cfg.get("method") or {}).get("init") or {}
@@ -179,6 +179,7 @@ def setting_lines(name: str, recs: list[RunRecord], pts: list[dict]) -> list[str
         vals = sorted({_get(r.config, key) for r in recs} - {None}, key=str)
         if vals:
             out.append(f"{key} over the runs: {', '.join(map(str, vals))} (each point's n says how many it has).")
+    out += code_version_lines(recs, lambda r: (get_series(r.config), get_x(r.config)))
     return ["## Setting and deviations", ""] + [f"- {x}" for x in out + compute_lines(recs)] + [""]
 
 

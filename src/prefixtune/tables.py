@@ -13,7 +13,8 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 from pathlib import Path
 
 import yaml
@@ -175,7 +176,7 @@ def build_table(spec: dict, records: Iterable[RunRecord], paper: dict, scale: st
         by_ds[ds["id"]] = lines
     deviations = _deviations(spec, scale, recs, order) + (
         [f"{len(variants)} record(s) with extra command-line overrides were left out"] if variants else []) + (
-        left_out_lines(left_out_reasons(stale, recs, _key)))
+        left_out_lines(left_out_reasons(stale, recs, _key))) + code_version_lines(recs, _key)
 
     models = ", ".join(dict.fromkeys(r.config["model"]["label"] for r in recs)) or "no finished runs"
     # the newest record's label: a label describes the scale, is volatile in the hash (results.VOLATILE_KEYS), and
@@ -187,6 +188,22 @@ def build_table(spec: dict, records: Iterable[RunRecord], paper: dict, scale: st
     runs = {k: [r for r in recs if _key(r) == k] for k in order}
     return Table(spec, heading, by_ds, deviations, _claims(spec, by_ds, paper, runs, root), compute_lines(recs),
                  recs, scale)
+
+
+def code_version_lines(recs: list[RunRecord], key: Callable[[RunRecord], Any]) -> list[str]:
+    """One line per cell whose seeds ran on more than one version of src/ (provenance.code_version): their config
+    is the same, but a code change between seeds can move their spread, so a reader should know (issue #22)."""
+    from .provenance import code_version
+
+    cells: dict[Any, dict[str, list[str]]] = {}
+    for r in recs:
+        v = code_version(r.provenance.get("git"))
+        if v is not None:
+            cells.setdefault(key(r), {}).setdefault(v, []).append(r.run_id)
+    return [f"{' '.join(map(str, k))}: its {sum(map(len, vs.values()))} runs ran on {len(vs)} versions of src/ "
+            f"(same config; src/ trees " + "; ".join(f"{v[:10]}{'+dirty' if v.endswith('+dirty') else ''}: "
+                                                   f"{', '.join(ids)}" for v, ids in vs.items()) + ")"
+            for k, vs in cells.items() if len(vs) > 1]
 
 
 def compute_lines(recs: list[RunRecord]) -> list[str]:
