@@ -365,7 +365,7 @@ def test_a_cell_whose_seeds_ran_on_different_code_says_so():
     prefix = [r for r in recs if r.run_id.startswith("table2-e2e_prefix__")]
     prefix[1].provenance = {"git": {"sha": "1" * 40, "src_tree": "b" * 40 + "+dirty"}}
     lines = [d for d in build(recs).deviations if "versions of src/" in d]
-    assert lines == ["e2e prefix: its 3 runs ran on 2 versions of src/ (same config; src/ trees aaaaaaaaaa: "
+    assert lines == ["e2e / prefix -- its 3 runs ran on 2 versions of src/ (same config; src/ trees aaaaaaaaaa: "
                      "table2-e2e_prefix__cpu__s1, table2-e2e_prefix__cpu__s3; bbbbbbbbbb+dirty: table2-e2e_prefix__cpu__s2)"]
 
 

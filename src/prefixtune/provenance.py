@@ -73,7 +73,8 @@ def git_info(repo: Path | str = REPO_ROOT) -> dict[str, Any]:
 
 def code_version(git: dict | None, repo: Path | str = REPO_ROOT) -> str | None:
     """The src/ tree a record's code had (`provenance.git.src_tree`); for a record written before that field, the
-    tree of its commit looked up in this repository (None when neither is known, e.g. outside a clone)."""
+    tree of its commit looked up in this repository, "+dirty" when its work tree had uncommitted changes anywhere
+    (those records did not say where); None when neither is known, e.g. outside a clone."""
     git = git or {}
     if git.get("src_tree"):
         return str(git["src_tree"])

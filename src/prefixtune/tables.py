@@ -200,7 +200,7 @@ def code_version_lines(recs: list[RunRecord], key: Callable[[RunRecord], Any]) -
         v = code_version(r.provenance.get("git"))
         if v is not None:
             cells.setdefault(key(r), {}).setdefault(v, []).append(r.run_id)
-    return [f"{' '.join(map(str, k))}: its {sum(map(len, vs.values()))} runs ran on {len(vs)} versions of src/ "
+    return [f"{' / '.join(map(str, k))} -- its {sum(map(len, vs.values()))} runs ran on {len(vs)} versions of src/ "
             f"(same config; src/ trees " + "; ".join(f"{v[:10]}{'+dirty' if v.endswith('+dirty') else ''}: "
                                                    f"{', '.join(ids)}" for v, ids in vs.items()) + ")"
             for k, vs in cells.items() if len(vs) > 1]
