@@ -12,20 +12,14 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from .paths import REPO_ROOT, results_dir
+from .decoded import output_path
 from .results import RunRecord
 from .tables import save_figure
 
 
 def load_curves(rec: RunRecord, root: Path | None = None) -> dict | None:
-    rel = rec.outputs.get("curves")
-    if not rel:
-        return None
-    base_root = Path(root or results_dir())
-    for base in (REPO_ROOT, base_root.parent, base_root):
-        if (base / rel).exists():
-            return json.loads((base / rel).read_text(encoding="utf-8"))
-    raise FileNotFoundError(f"{rec.run_id}: curves file {rel} not found under {REPO_ROOT} or {base_root}")
+    path = output_path(rec, "curves", root)
+    return None if path is None else json.loads(path.read_text(encoding="utf-8"))
 
 
 def panels(records: Iterable[RunRecord], root: Path | None = None) -> dict[tuple[str, str], list[tuple[int, dict]]]:

@@ -42,14 +42,23 @@ def _groups(dataset: str, split: str, cap: int | None) -> tuple[tuple[int, ...],
     return tuple(i for i, _ in chosen), tuple(g for _, g in chosen)
 
 
-def predictions_path(rec, root: Path | None = None, split: str = "test") -> Path:
-    rel = rec.outputs.get(f"{split}_predictions")
+def output_path(rec, key: str, root: Path | None = None) -> Path | None:
+    """Where the file a record names under `outputs[key]` lies (record paths are relative to the checkout, or to a
+    results folder and its parent); None when the record names none, FileNotFoundError when it is not there."""
+    rel = rec.outputs.get(key)
     if not rel:
-        raise FileNotFoundError(f"record {rec.run_id} names no {split}_predictions")
+        return None
     for base in (REPO_ROOT, Path(root or results_dir()).parent, Path(root or results_dir())):
         if (base / rel).exists():
             return base / rel
-    raise FileNotFoundError(f"{rel} (the {split} predictions of {rec.run_id}) not found")
+    raise FileNotFoundError(f"{rel} (the {key} of {rec.run_id}) not found under {REPO_ROOT} or {root or results_dir()}")
+
+
+def predictions_path(rec, root: Path | None = None, split: str = "test") -> Path:
+    path = output_path(rec, f"{split}_predictions", root)
+    if path is None:
+        raise FileNotFoundError(f"record {rec.run_id} names no {split}_predictions")
+    return path
 
 
 def decoded_split(rec, root: Path | None = None) -> Decoded:

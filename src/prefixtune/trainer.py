@@ -41,10 +41,15 @@ def effective_lr(cfg: Any) -> float:
     return float(cfg.optim.lr) * float(cfg.scale.get("lr_scale", 1.0))
 
 
+def smallest_cap(*caps: int | None) -> int | None:
+    """The smallest of the step caps that are set (None: none is, epochs decide)."""
+    run = [int(c) for c in caps if c]
+    return min(run) if run else None
+
+
 def step_cap(cfg: Any) -> int | None:
     """The optimiser-step cap: the smaller of trainer.max_steps and scale.max_steps (None: epochs decide)."""
-    caps = [int(c) for c in (cfg.trainer.get("max_steps"), cfg.scale.get("max_steps")) if c]
-    return min(caps) if caps else None
+    return smallest_cap(cfg.trainer.get("max_steps"), cfg.scale.get("max_steps"))
 
 
 def warmup_within(steps: int, share: float | None, *caps: int | None) -> int:
@@ -52,12 +57,12 @@ def warmup_within(steps: int, share: float | None, *caps: int | None) -> int:
     steps, but at most `share` of the run (the smallest cap), so a short run is never all warmup with its peak
     rate at its last step (ACL Table 8: low-data FT runs 100 steps after a 100-step warmup). `share` null: the
     steps as given (cpu and paper scales)."""
-    run = [int(c) for c in caps if c]
-    if share is None or not run:
+    run = smallest_cap(*caps)  # step_cap's rule: a resolver sees values, not the config step_cap reads
+    if share is None or run is None:
         return int(steps)
     if not 0.0 < float(share) <= 1.0:
         raise ValueError(f"scale.lowdata_warmup_share must be in (0, 1], got {share}")
-    return min(int(steps), int(float(share) * min(run)))
+    return min(int(steps), int(float(share) * run))
 
 
 def training_arguments(cfg: Any, out_dir: Path, report_to: list[str], n_train: int) -> TrainingArguments:
