@@ -101,10 +101,11 @@ fig4:  ## ACL Figure 4: prefix-length sweep (Hydra --multirun over method.length
 	$(PY) -m prefixtune.sweeps fig4 --scale $(SCALE)
 
 # ACL Figures 3 and 5: low-data E2E. The paper: 5 sampled subsets x 2 seeds per size (Fig. 3), several seeds per
-# init (Fig. 5); at cpu scale fewer (2 subsets x 1 seed; 2 seeds), to fit the 2-hour budget. Subset ids: results/lowdata_splits.
+# init (Fig. 5); at cpu scale fewer (2 subsets x 1 seed; 2 seeds), to fit the 2-hour budget; SCALE=conv: 3 subsets x
+# 1 seed and 3 seeds (at least 3 runs behind every point a claim reads, issue #22). Subset ids: results/lowdata_splits.
 FIG3_SIZES := 50 100 200 500
 FIG3_CELLS = $(foreach m,prefix finetune,$(foreach s,$(FIG3_SIZES),fig3/e2e_$(m)_$(s)))
-FIG3_SUBSETS ?= $(if $(PAPER),0$(comma)1$(comma)2$(comma)3$(comma)4,0$(comma)1)
+FIG3_SUBSETS ?= $(if $(PAPER),0$(comma)1$(comma)2$(comma)3$(comma)4,$(if $(CONV),0$(comma)1$(comma)2,0$(comma)1))
 FIG3_SEEDS ?= $(if $(PAPER),1$(comma)2,1)
 fig3:  ## ACL Figure 3: low-data E2E, prefix vs fine-tuning at 50/100/200/500 examples -> results/fig3.{md,csv} + PNG
 	$(if $(CONV),$(call lrselect,$(FIG3_CELLS)))
@@ -112,7 +113,7 @@ fig3:  ## ACL Figure 3: low-data E2E, prefix vs fine-tuning at 50/100/200/500 ex
 	$(PY) -m prefixtune.sweeps fig3 --scale $(SCALE)
 
 FIG5_WORDS ?= "active","elephant","summarize","table-to-text:","banana","beautiful","divide","keep"
-FIG5_SEEDS ?= $(if $(PAPER),1$(comma)2$(comma)3,1$(comma)2)
+FIG5_SEEDS ?= $(if $(or $(PAPER),$(CONV)),1$(comma)2$(comma)3,1$(comma)2)
 fig5:  ## ACL Figure 5: random vs real-word initialisation, low-data E2E (100 examples) -> results/fig5.{md,csv} + PNG
 	$(if $(CONV),$(call lrselect,fig5/e2e_random fig5/e2e_words))
 	$(call multirun,fig5/e2e_random,,$(call repeat,seed,$(FIG5_SEEDS)))

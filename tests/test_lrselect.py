@@ -107,6 +107,21 @@ def test_the_grid_lives_once_in_conf_and_the_makefile_sweeps_it():
     assert ratio > 1 and most >= 1
 
 
+def test_make_fig3_and_fig5_under_conv_run_their_stage_one_first_and_three_runs_per_point():
+    import subprocess
+
+    def dry(*args):
+        return subprocess.run(["make", "-n", *args], cwd=paths.REPO_ROOT, capture_output=True, text=True,
+                              check=True).stdout
+
+    fig3, fig5, cpu = dry("fig3", "SCALE=conv"), dry("fig5", "SCALE=conv"), dry("fig3")
+    assert "lrselect conv_select --run fig3/e2e_prefix_50 " in fig3 and "fig3/e2e_finetune_500" in fig3
+    assert fig3.index("lrselect conv_select") < fig3.index("prefixtune.train --multirun")
+    assert "'data.lowdata.subset=choice(0,1,2)'" in fig3 and "'seed=choice(1,2,3)'" in fig5
+    assert "lrselect conv_select --run fig5/e2e_random fig5/e2e_words" in fig5
+    assert "lrselect" not in cpu and "'data.lowdata.subset=choice(0,1)'" in cpu
+
+
 def test_a_choice_on_an_edge_extends_that_cells_grid_until_it_is_interior():
     recs = [_select_record("a", f, loss) for f, loss in zip(GRID, (3.0, 2.5, 2.0))]  # top edge
     recs += [_select_record("b", f, loss) for f, loss in zip(GRID, (2.0, 2.5, 3.0))]  # bottom edge
