@@ -17,6 +17,8 @@ edge of the grid extends *that cell's* grid one factor further (`scale.lr_grid_e
 one short run; after the last extension an edge choice is flagged: the best rate may lie outside it.
 `python -m prefixtune.lrselect conv_select --run table2/e2e_prefix ...` runs what the choices still miss (the
 base grid, then each extension) as Hydra multiruns and writes the choices (`make lrselect`).
+A cell may use another cell's choice (`scale.lr_share`, experiment-name pattern -> cell): the low-data cells of one
+method share the choice of its 100-example cell, as the paper trains every low-data size at one rate (ACL A.2).
 """
 from __future__ import annotations
 
