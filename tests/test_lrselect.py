@@ -143,9 +143,9 @@ def test_a_choice_on_an_edge_extends_that_cells_grid_until_it_is_interior():
     assert got["chosen"] == 90.0 and got["edge"] == "top" and got["missing"] == []
 
 
-def test_the_stage_one_driver_runs_the_base_grid_then_each_extension_and_stops(tmp_path, monkeypatch):
-    """`lrselect --run` with a fake runner that writes the records a real multirun would: the dev loss falls
-    with the rate up to x30, so the driver must run the base grid, then x90 for the top-edge cell, then stop."""
+def _fake_stage_one(monkeypatch, root, loss, group="table2"):
+    """(calls, runner): a stand-in for lrselect's multirun over GRID (extensions x3, at most 2) that writes the
+    records a real one would, with dev loss `loss(experiment name, factor)`, and logs (cells, factors) per call."""
     monkeypatch.setattr(lrselect, "grid", lambda select="conv_select": list(GRID))
     monkeypatch.setattr(lrselect, "extension", lambda select="conv_select": (3.0, 2))
     calls = []
@@ -155,9 +155,16 @@ def test_the_stage_one_driver_runs_the_base_grid_then_each_extension_and_stops(t
         for cell in cells:
             exp = cell.replace("/", "-")
             for f in factors:
-                loss = {"table2-e2e_prefix": {1: 3, 3: 2, 10: 2.5}}.get(exp, {}).get(f, abs(f - 30) + 1)
-                write_record(_select_record(exp, f, float(loss)), root=tmp_path)
+                write_record(_select_record(exp, f, float(loss(exp, f)), group=group), root=root)
 
+    return calls, runner
+
+
+def test_the_stage_one_driver_runs_the_base_grid_then_each_extension_and_stops(tmp_path, monkeypatch):
+    """`lrselect --run` with a fake runner that writes the records a real multirun would: the dev loss falls
+    with the rate up to x30, so the driver must run the base grid, then x90 for the top-edge cell, then stop."""
+    calls, runner = _fake_stage_one(
+        monkeypatch, tmp_path, lambda exp, f: {"table2-e2e_prefix": {1: 3, 3: 2, 10: 2.5}}.get(exp, {}).get(f, abs(f - 30) + 1))
     got = lrselect.run(["table2/e2e_prefix", "table2/e2e_adapter01"], "conv_select", tmp_path, runner=runner)
     assert calls == [(("table2/e2e_prefix", "table2/e2e_adapter01"), tuple(GRID)),
                      (("table2/e2e_adapter01",), (30.0,)), (("table2/e2e_adapter01",), (90.0,))]
@@ -177,16 +184,7 @@ def test_low_data_cells_share_one_rate_per_method_chosen_on_the_100_example_cell
     assert lrselect.source("fig3-e2e_finetune_50", share) == "fig3-e2e_finetune_100"
     assert lrselect.source("fig5-e2e_random", share) == lrselect.source("fig5-e2e_words", share) == "fig3-e2e_prefix_100"
     assert lrselect.source("table2-e2e_prefix", share) == "table2-e2e_prefix"
-    monkeypatch.setattr(lrselect, "grid", lambda select="conv_select": list(GRID))
-    monkeypatch.setattr(lrselect, "extension", lambda select="conv_select": (3.0, 2))
-    calls = []
-
-    def runner(cells, factors, select, extra):
-        calls.append((tuple(cells), tuple(factors)))
-        for cell in cells:
-            for f in factors:
-                write_record(_select_record(cell.replace("/", "-"), f, abs(f - 3) + 1.0, group="fig3"), root=tmp_path)
-
+    calls, runner = _fake_stage_one(monkeypatch, tmp_path, lambda exp, f: abs(f - 3) + 1.0, group="fig3")
     cells = [f"fig3/e2e_{m}_{s}" for m in ("prefix", "finetune") for s in (50, 100, 200, 500)]
     lrselect.run(cells + ["fig5/e2e_random"], "conv_select", tmp_path, runner=runner)
     assert calls == [(("fig3/e2e_prefix_100", "fig3/e2e_finetune_100"), tuple(GRID))]

@@ -225,7 +225,7 @@ def pending(cells: list[str], select: str, root: Path | str | None = None) -> di
     from .budget import cell_info
 
     choices = choose(list(iter_records(Path(root or results_dir()), None, "finished", strict=False)), select)
-    share = _scale_conf(select)[1].get("lr_share")
+    share, base = _scale_conf(select)[1].get("lr_share"), grid(select)
     out = {}
     for cell in cells:
         name = cell_info(cell)["experiment_name"]
@@ -233,7 +233,7 @@ def pending(cells: list[str], select: str, root: Path | str | None = None) -> di
         if src != name:
             cell = experiment_path(src)
         c = choices.get(src)
-        todo = grid(select) if c is None else list(c["missing"])
+        todo = base if c is None else list(c["missing"])
         if todo:
             out[cell] = todo
     return out

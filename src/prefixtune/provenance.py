@@ -5,6 +5,7 @@ record written when, say, git is missing or /proc is not mounted. Unknown values
 """
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
@@ -80,8 +81,15 @@ def code_version(git: dict | None, repo: Path | str = REPO_ROOT) -> str | None:
         return str(git["src_tree"])
     if not git.get("sha"):
         return None
-    tree = _git(Path(repo), "rev-parse", "-q", "--verify", f"{git['sha']}:src")
-    return (tree.strip() + ("+dirty" if git.get("dirty") else "")) if tree else None
+    tree = _src_tree_of(str(repo), str(git["sha"]))
+    return (tree + ("+dirty" if git.get("dirty") else "")) if tree else None
+
+
+@functools.lru_cache(maxsize=None)
+def _src_tree_of(repo: str, sha: str) -> str | None:
+    """The src/ tree of a commit (one git call per commit: a table's records share a few)."""
+    tree = _git(Path(repo), "rev-parse", "-q", "--verify", f"{sha}:src")
+    return tree.strip() if tree else None
 
 
 def package_versions() -> dict[str, str | None]:

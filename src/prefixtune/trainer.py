@@ -102,6 +102,11 @@ def training_arguments(cfg: Any, out_dir: Path, report_to: list[str], n_train: i
     return TrainingArguments(**kw)
 
 
+def checkpoint_step(path: str | None) -> int:
+    """The optimiser step an HF checkpoint folder (`checkpoint-<step>`) was saved at; 0 for no checkpoint."""
+    return int(Path(path).name.rsplit("-", 1)[-1]) if path else 0
+
+
 def whole_run_loss(history: list[dict], global_step: int, resumed: str | None, tail_mean: float) -> float:
     """Mean training loss over the whole run. HF's `training_loss` averages only the steps run since the last
     restart; the logged history (restored from the checkpoint) covers all of them, so an interrupted run reports
@@ -113,7 +118,7 @@ def whole_run_loss(history: list[dict], global_step: int, resumed: str | None, t
     for step, loss in logged:
         total, prev = total + loss * (step - prev), step
     if global_step > prev:  # steps after the last logging point: their mean is the tail of training_loss
-        resumed_at = int(Path(resumed).name.rsplit("-", 1)[-1])
+        resumed_at = checkpoint_step(resumed)
         run_since = global_step - resumed_at
         logged_since = sum(loss * (step - max(p, resumed_at)) for (p, _), (step, loss)
                            in zip([(0, 0.0)] + logged, logged) if step > resumed_at)
@@ -156,7 +161,7 @@ def fit(method, train_feats, dev_feats, cfg: Any, ckpt_dir: Path, report_to: lis
                "final_loss": final_loss(trainer.state.log_history),
                "resumed_from": Path(last).name if last else None,
                # the steps this process ran, which train_s times (a resumed run's earlier steps ran in another one)
-               "timed_steps": int(result.global_step) - (int(Path(last).name.rsplit("-", 1)[-1]) if last else 0)}
+               "timed_steps": int(result.global_step) - checkpoint_step(last)}
     history = [h for h in trainer.state.log_history if "eval_loss" in h]
     if history:
         summary["dev_loss"] = min(h["eval_loss"] for h in history)
