@@ -247,11 +247,17 @@ def test_budget_counts_missing_runs_and_times_them_from_records(tmp_path):
     assert [m["seed"] for m in missing] == [2, 3] and missing[0]["method"] == "prefix"
     secs, unknown = budget.estimate(missing, "conv", tmp_path)
     # the cap x 1.2 s plus one evaluation of 20 batches (200 dev pairs) per 50 steps at a third of a step, plus
-    # 630 sources x 0.6 s; the cap is read from conf/scale/conv.yaml (it moves as the protocol learns)
-    cap = int(budget.scale_keys("conv")["max_steps"])
+    # 630 sources x 0.6 s; the cap is read from conf/scale/conv.yaml (it moves as the protocol learns): the hard
+    # cap scale.plateau_max_steps, an upper bound (a run on a plateau by scale.max_steps stops there)
+    cap = int(budget.scale_keys("conv")["plateau_max_steps"])
     assert unknown == [] and math.isclose(secs, 2 * ((cap + cap // 50 * 20 / 3) * 1.2 + 630 * 0.6))
     sel = budget.plan(["table2/e2e_prefix"], "conv_select", [1], tmp_path, ["scale.lr_scale=3"])
     assert sel[0]["run_id"].startswith("table2-e2e_prefix__conv_select__s1__o")
+    # a finished record that reached scale.max_steps without a dev-loss plateau is missing under the higher cap
+    done.metrics = {"train/plateau": 0.0, "train/steps": 3000.0}
+    write_record(done, root=tmp_path)
+    assert [m["seed"] for m in budget.plan(["table2/e2e_prefix"], "conv", [1, 2, 3], tmp_path)] == [1, 2, 3]
+    done.metrics = {"train/plateau": 1.0, "train/steps": 3000.0}
     # a resumed run: train_s timed only the last process's steps (timing.train_timed_steps), so s/step uses those
     done.timing = {"train_s": 120.0, "decode_s": 60.0, "train_timed_steps": 50}
     write_record(done, root=tmp_path)

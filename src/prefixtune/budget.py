@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from .paths import REPO_ROOT, results_dir
-from .results import iter_records, overrides_digest, read_record, record_path, run_id, steps_trained
+from .results import extendable, iter_records, overrides_digest, read_record, record_path, run_id, steps_trained
 
 _DATA_SOURCES = {"e2e": 630, "webnlg": 1862, "dart": 5097}  # unique test sources (data/*/DATA.md)
 
@@ -72,12 +72,14 @@ def plan(cells: list[str], scale: str, seeds: list[int], root: Path, overrides: 
     """The runs of `cells` x `seeds` at `scale` with no finished record (override digests as the multirun's)."""
     out = []
     digest = overrides_digest(list(overrides))
+    hard = scale_keys(scale).get("plateau_max_steps")  # a failed run below this cap is trained again (pipeline)
     for exp in cells:
         c = cell_info(exp)
         for seed in seeds:
             rid = run_id(c["experiment_name"], scale, seed, digest)
             path = record_path(c["group"], rid, root=root)
-            done = path.exists() and read_record(path).status == "finished"
+            rec = read_record(path) if path.exists() else None
+            done = rec is not None and rec.status == "finished" and not extendable(rec, hard)
             if not done:
                 out.append({**c, "exp": exp, "seed": seed, "run_id": rid})
     return out
@@ -94,7 +96,7 @@ def estimate(missing: list[dict], scale: str, root: Path, model: str = "smollm2_
             continue
         cap = sc.get("max_decode_groups")
         n_src = _DATA_SOURCES.get(m["data"], 0) if cap is None else min(int(cap), _DATA_SOURCES.get(m["data"], 0))
-        steps = int(sc.get("max_steps") or 0)
+        steps = int(sc.get("plateau_max_steps") or sc.get("max_steps") or 0)  # the hard cap: an upper bound
         # dev-loss evaluations every 50 steps (conf/scale/conv.yaml) over max_dev_examples in batches of 10, a
         # forward pass costing about a third of a training step
         eval_batches = steps // 50 * -(-int(sc.get("max_dev_examples") or 0) // 10)
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                      + (f" (+ {', '.join(unknown)}: no finished record to time)" if unknown else ""))
     miss = plan(args.cells, args.scale, seeds, root)
     secs, unknown = estimate(miss, args.scale, root)
-    cap = scale_keys(args.scale).get("max_steps")
+    cap = scale_keys(args.scale).get("plateau_max_steps") or scale_keys(args.scale).get("max_steps")
     lines.append(f"  {args.scale}: {len(miss)} of {len(args.cells) * len(seeds)} runs missing, at most ~"
                  f"{secs / 3600:.1f} h at the {cap}-step cap (early stopping usually ends sooner)"
                  + (f" (+ {', '.join(unknown)}: no finished record to time)" if unknown else ""))

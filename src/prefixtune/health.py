@@ -95,11 +95,19 @@ def convergence(dev: Sequence[Sequence[float]], steps: int, cap: int | None, pat
             "train/stopped_early": float(cap is not None and steps < cap)}
 
 
-def convergence_note(m: dict[str, float], cap: int | None, every: int, patience: int) -> str:
+def convergence_note(m: dict[str, float], cap: int | None, every: int, patience: int,
+                     soft: int | None = None) -> str:
+    """The record's note on how training ended; `soft`: the step from which the plateau rule itself stops a run
+    (prefixtune.trainer.plateau_from), `cap` the hard cap."""
     head = f"early stopping on the dev loss (evaluated every {every} steps, patience {patience})"
+    if soft is not None:
+        head += (f", and from step {soft} on at the first evaluation on a plateau (conf/health.yaml's rule), "
+                 f"hard cap {cap}")
     if m["train/stopped_early"]:
-        return (f"{head}: stopped at step {m['train/steps']:.0f} of the {cap}-step cap; the best dev loss (step "
-                f"{m['train/best_step']:.0f}) is the checkpoint decoded")
+        why = ("on a plateau" if soft is not None and m["train/steps"] >= soft and m["train/plateau"]
+               else "without a lower dev loss for the patience")
+        return (f"{head}: stopped at step {m['train/steps']:.0f} of the {cap}-step cap ({why}); the best dev loss "
+                f"(step {m['train/best_step']:.0f}) is the checkpoint decoded")
     if m["train/plateau"]:
         return (f"{head}: reached the {cap}-step cap on a plateau (dev loss within the tolerance of conf/health.yaml "
                 f"over the last {patience} evaluations); best at step {m['train/best_step']:.0f}, decoded")

@@ -20,8 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import health, paths, provenance
 from .tables import write_atomic
-from .results import (PRECISION_KEYS, RunRecord, config_diff, config_hash, find_finished, overrides_digest,
-                      read_record, record_path, run_id, write_record)
+from .results import (PRECISION_KEYS, RunRecord, config_diff, config_hash, extendable, find_finished,
+                      overrides_digest, read_record, record_path, run_id, write_record)
 
 log = logging.getLogger("prefixtune.pipeline")
 
@@ -123,7 +123,7 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
     from .decode import decode
     from .evaluate import score_split
     from .methods.base import build_method
-    from .trainer import effective_lr, fit, step_cap
+    from .trainer import effective_lr, fit, plateau_from, step_cap
     from transformers import set_seed
 
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
@@ -133,6 +133,12 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
     rid = run_id(cfg.experiment_name, cfg.scale.name, int(cfg.seed), overrides_digest(overrides))
     root = Path(cfg.output_root)
     done = find_finished(chash, root=root, group=cfg.group)
+    hard = step_cap(cfg) if plateau_from(cfg) is not None else None
+    if done is not None and not cfg.force and extendable(done, hard):
+        log.warning("%s: the finished record ended at step %d without a dev-loss plateau (a failed run); "
+                    "scale.plateau_max_steps=%d trains on past scale.max_steps: running it again (the record it "
+                    "replaces stays in git history)", rid, int(done.metrics["train/steps"]), hard)
+        done = None
     if done is not None and not cfg.force:
         log.info("skip %s: finished record with config hash %s exists", rid, chash)
         return done
@@ -195,7 +201,8 @@ def run(cfg: DictConfig, overrides: list[str], isolate: bool | None = None) -> R
             cap, patience = step_cap(cfg), int(cfg.trainer.early_stopping_patience)
             conv = health.convergence(curve["dev"], summary["global_step"], cap, patience)
             metrics.update(conv)
-            rec.notes.append(health.convergence_note(conv, cap, int(cfg.trainer.eval_every or 0), patience))
+            rec.notes.append(health.convergence_note(conv, cap, int(cfg.trainer.eval_every or 0), patience,
+                                                     plateau_from(cfg)))
         if "dev_loss" in summary:
             metrics["dev/loss"] = summary["dev_loss"]
         scored: dict[str, Any] = {}

@@ -50,6 +50,11 @@ VOLATILE_KEYS = (
     "*log_every*", "*progress_bar*",      # logging cadence and display
     "trainer.speed", "*.trainer.speed",   # throughput settings (prefixtune.speed): numbers change by float rounding
                                           # at most (tests/test_speed.py), like the thread count
+    "scale.plateau_max_steps",            # the hard cap past scale.max_steps for runs not yet on a dev-loss plateau
+                                          # (prefixtune.trainer.plateau_from): a run on a plateau by scale.max_steps
+                                          # is the same computation with or without it. A run that reached
+                                          # scale.max_steps without one is a failed run, and is not taken as done
+                                          # where the cap is higher (`extendable`): it is trained again
 )
 
 # Names used as file/folder names: no separators, no leading dot, no `.tmp` (marks unfinished writes).
@@ -397,6 +402,14 @@ def steps_trained(rec: RunRecord) -> int | None:
         if note.startswith("trained ") and " optimiser steps" in note:
             return int(note.split()[1])
     return None
+
+
+def extendable(rec: RunRecord, hard_cap: int | None) -> bool:
+    """A finished record that ended without a dev-loss plateau (`train/plateau` 0, prefixtune.health) before
+    `hard_cap` steps: a failed run that a config with a higher cap (scale.plateau_max_steps) trains again."""
+    steps = rec.metrics.get("train/steps")
+    return (hard_cap is not None and rec.metrics.get("train/plateau") == 0.0
+            and isinstance(steps, (int, float)) and steps < int(hard_cap))
 
 
 def find_finished(config_hash: str, root: Path | str | None = None,

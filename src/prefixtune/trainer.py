@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import torch
 from torch.utils.data import Dataset
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from . import speed
@@ -48,8 +48,64 @@ def smallest_cap(*caps: int | None) -> int | None:
 
 
 def step_cap(cfg: Any) -> int | None:
-    """The optimiser-step cap: the smaller of trainer.max_steps and scale.max_steps (None: epochs decide)."""
-    return smallest_cap(cfg.trainer.get("max_steps"), cfg.scale.get("max_steps"))
+    """The optimiser-step cap: the smaller of trainer.max_steps and the scale's cap -- scale.plateau_max_steps where
+    the scale extends unconverged runs (see `plateau_from`), else scale.max_steps (None: epochs decide)."""
+    sc = cfg.scale
+    return smallest_cap(cfg.trainer.get("max_steps"), sc.get("plateau_max_steps") or sc.get("max_steps"))
+
+
+STEP_FREE_SCHEDULES = ("reduce_lr_on_plateau", "constant")  # HF schedules whose rates ignore max_steps
+
+
+def plateau_from(cfg: Any) -> int | None:
+    """The step from which training stops at the first dev evaluation that meets the plateau rule
+    (prefixtune.health.convergence, the rule a record is judged by), or None where no such rule applies.
+
+    conf/scale/conv.yaml (issue #22): scale.max_steps is the step by which a run is expected to have converged and
+    scale.plateau_max_steps the hard cap. A run on a plateau by scale.max_steps stops there, exactly as under a
+    hard cap of scale.max_steps (the steps before it are the same computation); a run whose dev loss is still
+    falling goes on and stops as soon as it is on a plateau, or at the hard cap, where it is a failed run. The rule
+    names no method: every cell is trained to the same convergence criterion."""
+    sc = cfg.scale
+    hard, soft = sc.get("plateau_max_steps"), sc.get("max_steps")
+    if not hard:
+        return None
+    patience = cfg.trainer.get("early_stopping_patience")
+    if not patience or not soft:
+        raise ValueError(f"scale.plateau_max_steps={hard} extends runs past scale.max_steps until the dev loss is on a "
+                         "plateau: it needs scale.max_steps and trainer.early_stopping_patience "
+                         f"(got {soft!r}, {patience!r})")
+    if int(hard) < int(soft):
+        raise ValueError(f"scale.plateau_max_steps={hard} must be >= scale.max_steps={soft} (it is the hard cap)")
+    if cfg.trainer.get("max_steps") and int(cfg.trainer.max_steps) <= int(soft):
+        return None  # the cell's own step count ends it first (low-data cells, ACL Table 8)
+    if cfg.optim.scheduler not in STEP_FREE_SCHEDULES:
+        # a schedule laid over the cap (linear decay) would run differently before scale.max_steps under the
+        # higher cap: the runs made under the lower one would no longer be the same computation
+        raise ValueError(f"scale.plateau_max_steps needs a schedule that does not depend on the step cap "
+                         f"({', '.join(STEP_FREE_SCHEDULES)}); optim.scheduler={cfg.optim.scheduler}")
+    return int(soft)
+
+
+class PlateauStop(TrainerCallback):
+    """From step `start` on, stop at the first evaluation whose dev-loss history meets the plateau rule of
+    prefixtune.health.convergence (`patience` evaluations, conf/health.yaml's tolerance): see `plateau_from`."""
+
+    def __init__(self, start: int, patience: int) -> None:
+        self.start, self.patience = int(start), int(patience)
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        from . import health
+
+        if state.global_step < self.start:
+            return control
+        # the eval just run is already in the history (Trainer.evaluate logs before calling on_evaluate)
+        dev = [[int(h["step"]), float(h["eval_loss"])] for h in state.log_history if "eval_loss" in h and "step" in h]
+        if dev and health.convergence(dev, state.global_step, None, self.patience)["train/plateau"]:
+            log.info("step %d: dev loss on a plateau (plateau rule, checked from step %d on): stopping",
+                     state.global_step, self.start)
+            control.should_training_stop = True
+        return control
 
 
 def warmup_within(steps: int, share: float | None, *caps: int | None) -> int:
@@ -146,6 +202,9 @@ def fit(method, train_feats, dev_feats, cfg: Any, ckpt_dir: Path, report_to: lis
     cbs = list(callbacks)
     if cfg.trainer.get("early_stopping_patience"):
         cbs.append(EarlyStoppingCallback(early_stopping_patience=int(cfg.trainer.early_stopping_patience)))
+    soft = plateau_from(cfg)
+    if soft is not None:
+        cbs.append(PlateauStop(soft, int(cfg.trainer.early_stopping_patience)))
     trainer = Trainer(model=method, args=args, train_dataset=Features(train_feats),
                       eval_dataset=Features(dev_feats) if dev_feats else None, data_collator=collate,
                       callbacks=cbs)
