@@ -97,3 +97,34 @@ def test_a_failed_unconverged_record_is_trained_again_under_a_higher_cap_and_not
     assert not extendable(_rec(0.0, 4500), 4500)   # failed at the hard cap itself: stays failed
     assert not extendable(_rec(0.0, 3000), None)   # no extension configured
     assert not extendable(RunRecord(run_id="x", group="g", experiment="x", status="finished", config={}), 4500)
+
+
+@pytest.mark.integration
+def test_a_failed_record_is_trained_again_past_the_soft_cap_and_a_converged_one_is_not(tmp_path):
+    """Through the entry point: a tiny cell that reaches scale.max_steps still improving is a failed record; the
+    same cell with scale.plateau_max_steps above it is the same config hash, yet is run again and trains on."""
+    import shutil
+
+    import prefixtune.train
+    from prefixtune import paths
+
+    if not (paths.data_dir() / "e2e").is_dir() or shutil.which("java") is None:
+        pytest.skip("needs the prepared E2E data (`make setup`) and Java")
+    root, group = tmp_path / "results", f"test_plateau_{id(tmp_path)}"
+    base = ["scale=tiny", "logger.mode=disabled", "experiment=table2/e2e_prefix", f"group={group}",
+            f"output_root={root}", "scale.lr_scale=30", "scale.max_steps=6", "trainer.eval_every=2",
+            "trainer.save_every=2", "trainer.log_every=2", "trainer.early_stopping_patience=2",
+            "decode.max_new_tokens=8", "decode.num_beams=1", "optim=plateau", "isolate=false"]
+    try:
+        first = prefixtune.train.run(_compose(*base, base=()), base)
+        assert first.metrics["train/steps"] == 6 and first.metrics["train/plateau"] == 0.0  # failed at the cap
+        again = base + ["+scale.plateau_max_steps=10"]
+        second = prefixtune.train.run(_compose(*again, base=()), again)
+        assert second.config_hash == first.config_hash  # the key is outside the hash (results.VOLATILE_KEYS)
+        assert second.finished_at != first.finished_at and second.metrics["train/steps"] > 6
+        assert any("from step 6 on at the first evaluation on a plateau" in n for n in second.notes), second.notes
+        # done now: trained to the hard cap (failed there) or stopped on a plateau -- either way not run a third time
+        third = prefixtune.train.run(_compose(*again, base=()), again)
+        assert third.finished_at == second.finished_at
+    finally:
+        shutil.rmtree(paths.REPO_ROOT / "checkpoints" / group, ignore_errors=True)
